@@ -1,0 +1,172 @@
+"""Typed settings for every CryptoLake component.
+
+All keys are read from environment variables with the ``CRYPTOLAKE_`` prefix (and from an optional ``.env`` file in
+the working directory). ``.env.example`` documents every key. Two profiles share one code base:
+
+* ``local`` (embedded default): a state directory holding the warehouse and a SQLite Iceberg catalog, a local
+  Kafka-protocol broker started on demand, Spark ``local[*]``.
+* ``cluster``: the Kafka bootstrap servers, catalog URI, warehouse URI and Spark master are configured.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
+DEFAULT_COIN_IDS = {
+    "BTC": "bitcoin",
+    "ETH": "ethereum",
+    "SOL": "solana",
+    "BNB": "binancecoin",
+    "XRP": "ripple",
+    "ADA": "cardano",
+    "DOGE": "dogecoin",
+}
+
+
+def _split_list(value: object) -> object:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every tunable of the platform. Field names map to ``CRYPTOLAKE_<NAME>`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOLAKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    profile: Literal["local", "cluster"] = Field("local", description="local (embedded) or cluster.")
+    state_dir: Path = Field(REPO_ROOT / ".state", description="Where the local profile keeps all its state.")
+    log_level: str = Field("INFO", description="structlog level: DEBUG, INFO, WARNING, ERROR.")
+    log_format: Literal["console", "json"] = Field("console", description="Human console logs or JSON lines.")
+
+    # --- Iceberg catalog -------------------------------------------------------------------------------------
+    catalog_name: str = Field("lake", description="Iceberg catalog name; Spark and pyiceberg must share it.")
+    catalog_uri: str | None = Field(
+        None,
+        description="SQLAlchemy URI of the JDBC catalog (sqlite:///... or postgresql+psycopg2://...) or an "
+        "http(s):// Iceberg REST catalog. Default: SQLite file in the state directory.",
+    )
+    warehouse: str | None = Field(None, description="Warehouse URI. Default: file:// under the state dir.")
+
+    # --- Kafka -----------------------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers. Empty in the local profile: a local broker is started."
+    )
+    kafka_partitions: int = Field(3, ge=1, description="Partitions of the topics the platform creates.")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    kafka_enable_idempotence: bool = Field(
+        False,
+        description="Idempotent producer. Off by default: the local broker can lose acknowledged messages "
+        "with it on a crash; Bronze and Silver deduplicate on the natural key instead.",
+    )
+    local_broker_port: int = Field(19092, description="Port of the local broker (local profile).")
+
+    # --- Spark -----------------------------------------------------------------------------------------------
+    spark_master: str = Field("local[*]", description="Spark master URL.")
+    spark_driver_memory: str = Field("1g", description="Spark driver memory.")
+    spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
+    spark_ui_enabled: bool = Field(False, description="Start the Spark UI for each session.")
+    spark_extra_jars: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra jars (paths) for every Spark session, comma separated."
+    )
+    sqlite_jdbc_jar: Path = Field(
+        Path("/usr/share/java/xerial-sqlite-jdbc.jar"), description="SQLite JDBC driver (Debian package)."
+    )
+    postgres_jdbc_jar: Path = Field(
+        Path("/usr/share/java/postgresql.jar"), description="PostgreSQL JDBC driver (Debian package)."
+    )
+
+    # --- Market data -----------------------------------------------------------------------------------------
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SYMBOLS), description="Symbols to ingest, comma separated."
+    )
+    markets: Annotated[list[Literal["spot", "usdm_futures"]], NoDecode] = Field(
+        default_factory=lambda: ["spot"], description="Markets to ingest: spot and/or usdm_futures."
+    )
+    coin_ids: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_COIN_IDS),
+        description="Base asset -> CoinGecko coin id, as JSON.",
+    )
+    binance_ws_url: str | None = Field(
+        None, description="Binance spot WebSocket base. Empty: the local exchange simulator."
+    )
+    binance_rest_url: str | None = Field(None, description="Binance spot REST base. Empty: the simulator.")
+    live: bool = Field(False, description="Use live Binance (wss://stream.binance.com:9443) in the demo.")
+    simulator_port: int = Field(9443, description="Port of the local exchange simulator.")
+    simulator_rate: float = Field(50.0, gt=0, description="Synthetic trades per second in the demo.")
+    simulator_seed: int = Field(7, description="Seed of the synthetic market.")
+
+    # --- Bronze writer ---------------------------------------------------------------------------------------
+    bronze_commit_interval_s: float = Field(30.0, gt=0, description="Seconds between Bronze commits.")
+    bronze_max_batch_rows: int = Field(200_000, ge=1, description="Rows that force an early Bronze commit.")
+
+    # --- Serving ---------------------------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="FastAPI bind host.")
+    api_port: int = Field(8000, description="FastAPI port.")
+    api_url: str | None = Field(None, description="API base URL used by the dashboard. Default from host/port.")
+    dashboard_port: int = Field(8501, description="Streamlit port.")
+    dagster_port: int = Field(3000, description="Dagster webserver port.")
+
+    _split = field_validator("spark_extra_jars", "symbols", "markets", mode="before")(_split_list)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [item.upper() for item in value]
+
+    @model_validator(mode="after")
+    def _cluster_needs_endpoints(self) -> Settings:
+        if self.profile == "cluster":
+            missing = [
+                f"CRYPTOLAKE_{name.upper()}"
+                for name in ("kafka_bootstrap_servers", "catalog_uri", "warehouse")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(
+                    f"profile=cluster needs {', '.join(missing)}; set them (see .env.example) "
+                    "or use CRYPTOLAKE_PROFILE=local"
+                )
+        return self
+
+    # --- Derived values --------------------------------------------------------------------------------------
+    @property
+    def resolved_catalog_uri(self) -> str:
+        return self.catalog_uri or f"sqlite:///{self.state_dir.resolve() / 'catalog.db'}"
+
+    @property
+    def resolved_warehouse(self) -> str:
+        return self.warehouse or (self.state_dir.resolve() / "warehouse").as_uri()
+
+    @property
+    def resolved_api_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def spark_tmp_dir(self) -> Path:
+        return self.state_dir.resolve() / "spark"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.state_dir.resolve() / "dagster"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""CryptoLake streaming components: exchange simulator and trade producer."""
