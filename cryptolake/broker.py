@@ -75,7 +75,8 @@ def producer_config(bootstrap_servers: str, settings: Settings, **extra: Any) ->
 
 def wait_until_ready(bootstrap_servers: str, timeout: float = 30.0) -> str:
     """Block until the broker answers metadata requests; returns its cluster id."""
-    admin = AdminClient(client_config(bootstrap_servers))
+    # log_level 2: keep librdkafka's "connection refused" noise quiet while the broker is still starting.
+    admin = AdminClient(client_config(bootstrap_servers, log_level=2))
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -129,7 +130,7 @@ class LocalBroker:
 
     def start(self, timeout: float = 20.0) -> LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
         self._proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--cluster-id", self.cluster_id, "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],

@@ -106,6 +106,22 @@ class Settings(BaseSettings):
         None, description="Binance spot WebSocket base. Empty: the local exchange simulator."
     )
     binance_rest_url: str | None = Field(None, description="Binance spot REST base. Empty: the simulator.")
+    binance_futures_ws_url: str | None = Field(
+        None, description="Binance USD-M futures WebSocket base. Empty: the local simulator."
+    )
+    binance_futures_rest_url: str | None = Field(
+        None, description="Binance USD-M futures REST base. Empty: the local simulator."
+    )
+    simulator_futures_port: int = Field(9444, description="Port of the local USD-M futures simulator.")
+    ws_silence_timeout_s: float = Field(
+        30.0, gt=0, description="Reconnect when a WebSocket connection is silent this long."
+    )
+    ws_max_connection_age_s: float = Field(
+        23 * 3600.0, gt=0, description="Planned reconnect before Binance's 24 h cut-off."
+    )
+    rest_weight_limit_per_minute: int = Field(
+        2400, ge=1, description="REST request weight the gap repair may spend per minute (Binance: 6000)."
+    )
     live: bool = Field(False, description="Use live Binance (wss://stream.binance.com:9443) in the demo.")
     simulator_port: int = Field(9443, description="Port of the local exchange simulator.")
     simulator_rate: float = Field(50.0, gt=0, description="Synthetic trades per second in the demo.")

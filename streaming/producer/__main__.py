@@ -1,0 +1,66 @@
+"""CLI: ``python -m streaming.producer`` — stream Binance (or the local simulator) trades into Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from cryptolake.broker import ensure_topics, platform_topics, wait_until_ready
+from cryptolake.logging import configure_logging, get_logger
+from cryptolake.settings import Settings
+from streaming.producer.service import TradeProducer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m streaming.producer",
+        description="Stream Binance aggTrade messages (spot / USD-M futures) into the Kafka trades topic as "
+        "trade contract v1, repairing id gaps from REST and dead-lettering messages that fail the contract. "
+        "Defaults come from CRYPTOLAKE_* settings (see .env.example).",
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT (CRYPTOLAKE_SYMBOLS)")
+    parser.add_argument("--markets", help="spot and/or usdm_futures, comma separated (CRYPTOLAKE_MARKETS)")
+    parser.add_argument("--ws-url", help="spot WebSocket base URL, e.g. ws://127.0.0.1:9443 (simulator)")
+    parser.add_argument("--rest-url", help="spot REST base URL used for gap repair")
+    parser.add_argument("--live", action="store_true", help="connect to live Binance instead of the simulator")
+    parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = {
+        "kafka_bootstrap_servers": args.bootstrap_servers,
+        "symbols": args.symbols,
+        "markets": args.markets,
+        "binance_ws_url": args.ws_url,
+        "binance_rest_url": args.rest_url,
+        "live": args.live or None,
+    }
+    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("streaming.producer")
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        raise SystemExit(
+            "no Kafka to produce to: pass --bootstrap-servers or set CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS "
+            "(`cryptolake run` starts a local broker and sets it for you)"
+        )
+    wait_until_ready(bootstrap)
+    ensure_topics(bootstrap, platform_topics(settings), settings.kafka_replication_factor)
+    producer = TradeProducer(settings, bootstrap)
+    log.info("producer starting", symbols=settings.symbols, markets=settings.markets, bootstrap=bootstrap)
+
+    async def _run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, producer.stop)
+        await producer.run(args.progress_every)
+
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    main()

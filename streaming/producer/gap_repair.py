@@ -1,0 +1,91 @@
+"""Repair gaps in aggregate-trade ids from Binance's REST ``aggTrades?fromId=`` endpoint, weight-aware."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+import requests
+
+from cryptolake.contract import Market
+from cryptolake.logging import get_logger
+from streaming.connectors.binance import AGG_TRADES_PATHS
+
+log = get_logger(__name__)
+PAGE_LIMIT: Final = 1000
+REQUEST_WEIGHT: Final = {"spot": 4, "usdm_futures": 20}
+
+
+class GapRepairError(RuntimeError):
+    """The REST endpoint could not supply the missing trades."""
+
+
+class AggTradesClient:
+    """Pages through ``aggTrades`` from an id, spending at most ``weight_limit`` request weight per minute."""
+
+    def __init__(self, rest_base: str, market: Market, weight_limit: int, timeout: float = 10.0) -> None:
+        self._url = rest_base.rstrip("/") + AGG_TRADES_PATHS[market]
+        self._weight = REQUEST_WEIGHT[market]
+        self._limit = weight_limit
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._window_start = time.monotonic()
+        self._spent = 0
+        self.requests = 0
+
+    def trades(self, symbol: str, from_id: int, to_id: int) -> Iterator[dict[str, Any]]:
+        """Yield REST aggTrade items with ids in [from_id, to_id], in id order, each with ``s`` set."""
+        next_id = from_id
+        while next_id <= to_id:
+            page = self._get(symbol, next_id)
+            if not page:
+                raise GapRepairError(f"{symbol}: REST returned no trades from id {next_id} (wanted to {to_id})")
+            for item in page:
+                if item["a"] > to_id:
+                    return
+                if item["a"] >= next_id:
+                    yield {**item, "s": symbol}
+                    next_id = item["a"] + 1
+
+    def _get(self, symbol: str, from_id: int) -> list[dict[str, Any]]:
+        for attempt in range(8):
+            self._throttle()
+            try:
+                response = self._session.get(
+                    self._url,
+                    params={"symbol": symbol, "fromId": from_id, "limit": PAGE_LIMIT},
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                log.warning("aggTrades request failed", symbol=symbol, attempt=attempt, error=str(exc))
+                time.sleep(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+                continue
+            self.requests += 1
+            used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+            if used and used.isdigit():
+                self._spent = max(self._spent, int(used))
+            if response.status_code in (418, 429):
+                wait = float(response.headers.get("Retry-After", 2**attempt))
+                log.warning("aggTrades rate limited", status=response.status_code, retry_after_s=wait)
+                time.sleep(wait)
+                continue
+            if response.status_code >= 500:
+                time.sleep(min(30.0, 0.5 * 2**attempt))
+                continue
+            if response.status_code != 200:
+                raise GapRepairError(f"{symbol}: aggTrades answered {response.status_code}: {response.text[:200]}")
+            return response.json()
+        raise GapRepairError(f"{symbol}: aggTrades from id {from_id} failed after 8 attempts")
+
+    def _throttle(self) -> None:
+        now = time.monotonic()
+        if now - self._window_start >= 60:
+            self._window_start, self._spent = now, 0
+        if self._spent + self._weight > self._limit:
+            pause = 60 - (now - self._window_start)
+            log.info("gap repair pausing for rate limit", seconds=round(pause, 1))
+            time.sleep(max(pause, 0))
+            self._window_start, self._spent = time.monotonic(), 0
+        self._spent += self._weight

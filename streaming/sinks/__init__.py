@@ -1,0 +1,1 @@
+"""Sinks: where normalized trades go. They know nothing about exchanges."""
