@@ -1,0 +1,223 @@
+"""``cryptolake run``: broker, simulator, producer, Bronze writer, Dagster, API and dashboard under one parent.
+
+Each service is a child process in its own process group with PR_SET_PDEATHSIG, so nothing outlives the
+supervisor: Ctrl-C / SIGTERM stops the children in reverse start order (SIGTERM to the group, then SIGKILL), and
+if the supervisor itself is killed the kernel signals the children. Services that exit unexpectedly are restarted
+with backoff; their output goes to ``<state>/logs/<service>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptolake.broker import LocalBroker, ensure_topics, platform_topics, wait_until_ready
+from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
+from cryptolake.logging import get_logger
+from cryptolake.processes import die_with_parent, stop_process
+from cryptolake.settings import REPO_ROOT, Settings
+
+log = get_logger(__name__)
+MAX_RESTARTS = 5
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    port: int | None = None
+    restarts: int = 0
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class PortInUseError(RuntimeError):
+    pass
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, *, live: bool = False, commit_interval_s: float = 10.0) -> None:
+        self.settings = settings
+        self.live = live
+        self.commit_interval_s = commit_interval_s
+        self.logs = settings.state_dir.resolve() / "logs"
+        self.broker: LocalBroker | None = None
+        self.services: list[Service] = []
+        self._stopping = False
+
+    # --- plan -----------------------------------------------------------------------------------------------
+    def plan(self) -> list[Service]:
+        s, py = self.settings, sys.executable
+        services = []
+        if not self.live and not s.binance_ws_url:
+            services.append(
+                Service(
+                    "simulator",
+                    [py, "-m", "streaming.simulator", "--port", str(s.simulator_port), "--mode", "synthetic",
+                     "--symbols", ",".join(s.symbols), "--rate", str(s.simulator_rate),
+                     "--seed", str(s.simulator_seed)],
+                    port=s.simulator_port,
+                )
+            )  # fmt: skip
+        producer = [py, "-m", "streaming.producer"] + (["--live"] if self.live else [])
+        services += [
+            Service("producer", producer),
+            Service(
+                "bronze-writer",
+                [py, "-m", "streaming.bronze_writer", "--commit-interval", str(self.commit_interval_s)],
+            ),
+            Service(
+                "dagster",
+                [str(Path(py).parent / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+                 "-p", str(s.dagster_port)],
+                port=s.dagster_port,
+                env={"DAGSTER_HOME": str(s.dagster_home)},
+            ),
+            Service("api", [py, "-m", "serving.api", "--host", s.api_host, "--port", str(s.api_port)], port=s.api_port),
+            Service(
+                "dashboard",
+                [py, "-m", "streamlit", "run", str(REPO_ROOT / "serving" / "dashboard" / "app.py"),
+                 "--server.port", str(s.dashboard_port), "--server.headless", "true",
+                 "--browser.gatherUsageStats", "false"],
+                port=s.dashboard_port,
+            ),
+        ]  # fmt: skip
+        return services
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.services = self.plan()
+        busy = [f"{svc.name} port {svc.port}" for svc in self.services if svc.port and not _port_free(svc.port)]
+        if not s.kafka_bootstrap_servers and not _port_free(s.local_broker_port):
+            busy.append(f"broker port {s.local_broker_port}")
+        if busy:
+            raise PortInUseError(
+                f"ports already in use: {', '.join(busy)}. Stop the process holding them or choose other ports "
+                "(CRYPTOLAKE_API_PORT, CRYPTOLAKE_DASHBOARD_PORT, CRYPTOLAKE_DAGSTER_PORT, CRYPTOLAKE_SIMULATOR_PORT, "
+                "CRYPTOLAKE_LOCAL_BROKER_PORT)"
+            )
+        bootstrap = s.kafka_bootstrap_servers
+        if not bootstrap:
+            self.broker = LocalBroker(s.local_broker_port, log_file=self.logs / "broker.log").start()
+            bootstrap = self.broker.bootstrap_servers
+        else:
+            wait_until_ready(bootstrap)
+        ensure_topics(bootstrap, platform_topics(s), s.kafka_replication_factor)
+        bootstrap_lakehouse(s)
+        s.dagster_home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / "infra" / "dagster" / "dagster.yaml", s.dagster_home / "dagster.yaml")
+        self._env = {
+            **os.environ,
+            "CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CRYPTOLAKE_STATE_DIR": str(s.state_dir.resolve()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.live:
+            self._env["CRYPTOLAKE_LIVE"] = "true"
+        for service in self.services:
+            self._spawn(service)
+
+    def _spawn(self, service: Service) -> None:
+        out = open(self.logs / f"{service.name}.log", "ab")
+        service.proc = subprocess.Popen(
+            service.argv,
+            cwd=REPO_ROOT,
+            env={**self._env, **service.env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
+        out.close()
+        service.started_at = time.monotonic()
+        log.info(
+            "service started", service=service.name, pid=service.proc.pid, log=str(self.logs / f"{service.name}.log")
+        )
+
+    def urls(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "Dashboard": f"http://127.0.0.1:{s.dashboard_port}",
+            "Dagster UI": f"http://127.0.0.1:{s.dagster_port}",
+            "API": f"{s.resolved_api_url}/docs",
+            "Logs": str(self.logs),
+        }
+
+    def watch(self, poll_s: float = 2.0) -> None:
+        """Restart services that exit unexpectedly, with backoff, until stop()."""
+        while not self._stopping:
+            time.sleep(poll_s)
+            for service in self.services:
+                if self._stopping or service.proc is None or service.proc.poll() is None:
+                    continue
+                code = service.proc.returncode
+                if service.restarts >= MAX_RESTARTS:
+                    log.error("service keeps failing; giving up on it", service=service.name, exit_code=code)
+                    service.proc = None
+                    continue
+                service.restarts += 1
+                delay = min(30, 2**service.restarts)
+                log.warning(
+                    "service exited; restarting",
+                    service=service.name,
+                    exit_code=code,
+                    restart=service.restarts,
+                    in_s=delay,
+                    log=str(self.logs / f"{service.name}.log"),
+                )
+                time.sleep(delay)
+                self._spawn(service)
+
+    def stop(self) -> None:
+        self._stopping = True
+        for service in reversed(self.services):
+            if service.proc is not None and service.proc.poll() is None:
+                code = stop_process(service.proc, timeout=20, group=True)
+                log.info("service stopped", service=service.name, exit_code=code)
+        if self.broker is not None:
+            self.broker.stop()
+            log.info("local broker stopped")
+
+
+def run_platform(settings: Settings, *, live: bool, commit_interval_s: float) -> int:
+    supervisor = Supervisor(settings, live=live, commit_interval_s=commit_interval_s)
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        supervisor.start()
+        width = max(len(k) for k in supervisor.urls())
+        print("\nCryptoLake is starting (first bars appear within a few minutes):", flush=True)
+        for name, url in supervisor.urls().items():
+            print(f"  {name:<{width}}  {url}", flush=True)
+        print("Press Ctrl-C to stop everything.\n", flush=True)
+        supervisor.watch()
+    except KeyboardInterrupt:
+        log.info("stopping CryptoLake")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        supervisor.stop()
+    return 0

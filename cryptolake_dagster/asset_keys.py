@@ -1,0 +1,17 @@
+"""Dagster asset keys derived from the table registry: one Iceberg table, one asset key ``[namespace, name]``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED, SILVER_OHLCV_1M, Table
+
+
+def table_key(table: Table) -> dg.AssetKey:
+    return dg.AssetKey([table.namespace, table.name])
+
+
+BRONZE_TRADES_KEY = table_key(BRONZE_TRADES)
+BRONZE_TRADES_REJECTED_KEY = table_key(BRONZE_TRADES_REJECTED)
+SILVER_OHLCV_1M_KEY = table_key(SILVER_OHLCV_1M)
+GOLD_OHLCV_1H_KEY = dg.AssetKey(["gold", "fct_ohlcv_1h"])

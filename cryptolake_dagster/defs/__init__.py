@@ -1,0 +1,1 @@
+"""Domain definitions, one package per layer; ``cryptolake_dagster.definitions`` merges them."""

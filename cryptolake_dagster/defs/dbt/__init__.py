@@ -1,0 +1,1 @@
+"""dbt layer definitions."""

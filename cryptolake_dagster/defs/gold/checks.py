@@ -1,0 +1,45 @@
+"""Blocking Soda asset checks: a failing check stops downstream materialization of the partition."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cryptolake.tables import SILVER_OHLCV_1M
+from cryptolake_dagster.asset_keys import GOLD_OHLCV_1H_KEY, SILVER_OHLCV_1M_KEY
+from cryptolake_dagster.quality.soda_scan import SODA_DIR, SodaOutcome, run_soda_scan
+from cryptolake_dagster.resources import LakehouseSparkResource
+
+GOLD_OHLCV_1H_TABLE = "gold.fct_ohlcv_1h"
+
+
+def _result(outcome: SodaOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "checks": dg.MetadataValue.json(outcome.checks),
+            "failed": dg.MetadataValue.text(", ".join(outcome.failed_checks) or "none"),
+        },
+    )
+
+
+def _partition_filter(context: dg.AssetCheckExecutionContext, column: str) -> str:
+    # Checks run inside the partitioned run that materialized the asset; use its partition window.
+    start, end = context.op_execution_context.partition_time_window
+    return f"{column} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' AND {column} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+
+
+@dg.asset_check(asset=GOLD_OHLCV_1H_KEY, blocking=True, description="Soda scan of gold/fct_ohlcv_1h.yml")
+def soda_gold_fct_ohlcv_1h(
+    context: dg.AssetCheckExecutionContext, pyspark: LakehouseSparkResource
+) -> dg.AssetCheckResult:
+    frame = pyspark.spark_session.table(GOLD_OHLCV_1H_TABLE).where(_partition_filter(context, "hour"))
+    return _result(run_soda_scan(frame, "fct_ohlcv_1h", SODA_DIR / "gold" / "fct_ohlcv_1h.yml", "gold_fct_ohlcv_1h"))
+
+
+@dg.asset_check(asset=SILVER_OHLCV_1M_KEY, blocking=True, description="Soda scan of silver/ohlcv_1m.yml")
+def soda_silver_ohlcv_1m(
+    context: dg.AssetCheckExecutionContext, pyspark: LakehouseSparkResource
+) -> dg.AssetCheckResult:
+    frame = pyspark.spark_session.table(SILVER_OHLCV_1M.identifier).where(_partition_filter(context, "minute"))
+    return _result(run_soda_scan(frame, "ohlcv_1m", SODA_DIR / "silver" / "ohlcv_1m.yml", "silver_ohlcv_1m"))

@@ -1,0 +1,78 @@
+"""The Spark SQL that turns Bronze trades into 1-minute OHLCV bars — the one definition of a bar.
+
+* Trades are deduplicated on the natural key (exchange, market, symbol, agg_trade_id): producer retries, gap
+  repair and replays all collapse here.
+* open/close are the prices of the lowest/highest aggregate id in the minute (ids order trades exactly;
+  timestamps can tie).
+* vwap = quote_volume / volume, rounded half-up to 8 decimals (Spark decimal division).
+* The MERGE only touches rows whose values changed, inserts new minutes and deletes minutes of the window
+  that no longer have trades — so re-running a day converges and an unchanged re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptolake.tables import BRONZE_TRADES, SILVER_OHLCV_1M
+
+BAR_KEY = ("exchange", "market", "symbol", "minute")
+BAR_VALUES = (
+    "open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap", "buy_volume", "sell_volume",
+    "first_agg_trade_id", "last_agg_trade_id",
+)  # fmt: skip
+
+
+def _ts(moment: datetime) -> str:
+    return f"TIMESTAMP '{moment.strftime('%Y-%m-%d %H:%M:%S')}'"
+
+
+def bars_query(start: datetime, end: datetime) -> str:
+    """SELECT of the bars for trades with trade_time in [start, end) (UTC)."""
+    return f"""
+    WITH window_trades AS (
+        SELECT * FROM {BRONZE_TRADES.identifier}
+        WHERE trade_time >= {_ts(start)} AND trade_time < {_ts(end)}
+    ),
+    deduplicated AS (
+        SELECT * FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY exchange, market, symbol, agg_trade_id
+                ORDER BY ingest_time, kafka_partition, kafka_offset
+            ) AS occurrence
+            FROM window_trades
+        ) WHERE occurrence = 1
+    )
+    SELECT
+        exchange, market, symbol,
+        date_trunc('MINUTE', trade_time) AS minute,
+        min_by(price, agg_trade_id) AS open,
+        max(price) AS high,
+        min(price) AS low,
+        max_by(price, agg_trade_id) AS close,
+        sum(quantity) AS volume,
+        sum(quote_quantity) AS quote_volume,
+        count(*) AS trade_count,
+        cast(sum(quote_quantity) / sum(quantity) AS DECIMAL(28, 8)) AS vwap,
+        cast(coalesce(sum(CASE WHEN side = 'buy' THEN quantity END), 0) AS DECIMAL(38, 8)) AS buy_volume,
+        cast(coalesce(sum(CASE WHEN side = 'sell' THEN quantity END), 0) AS DECIMAL(38, 8)) AS sell_volume,
+        min(agg_trade_id) AS first_agg_trade_id,
+        max(agg_trade_id) AS last_agg_trade_id,
+        current_timestamp() AS built_at
+    FROM deduplicated
+    GROUP BY exchange, market, symbol, date_trunc('MINUTE', trade_time)
+    """
+
+
+def merge_statement(source_view: str, start: datetime, end: datetime) -> str:
+    """MERGE the bars in ``source_view`` into silver.ohlcv_1m for minutes in [start, end)."""
+    on = " AND ".join(f"t.{column} = s.{column}" for column in BAR_KEY)
+    changed = " OR ".join(f"t.{column} <> s.{column}" for column in BAR_VALUES)
+    window = f"t.minute >= {_ts(start)} AND t.minute < {_ts(end)}"
+    return f"""
+    MERGE INTO {SILVER_OHLCV_1M.identifier} t
+    USING {source_view} s
+    ON {on}
+    WHEN MATCHED AND ({changed}) THEN UPDATE SET *
+    WHEN NOT MATCHED THEN INSERT *
+    WHEN NOT MATCHED BY SOURCE AND {window} THEN DELETE
+    """
