@@ -1,0 +1,2 @@
+"""Serving layer: the FastAPI read API over the lakehouse (``serving.api``) and the Streamlit dashboard
+(``serving.dashboard``)."""

@@ -1,0 +1,1 @@
+"""API routers, included by ``serving.api.main.create_app``."""
