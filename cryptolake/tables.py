@@ -162,6 +162,10 @@ SILVER_OHLCV_1M: Final = Table(
     description="1-minute OHLCV bars per symbol from deduplicated Bronze trades.",
 )
 
+# Gold tables are created by dbt (dbt_project/models/marts), which owns their schemas; only the names live here.
+GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
+GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
+
 ALL_TABLES: Final = (BRONZE_TRADES, BRONZE_TRADES_REJECTED, SILVER_OHLCV_1M)
 
 # Kafka topics, defined once.

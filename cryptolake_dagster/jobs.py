@@ -5,11 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from cryptolake_dagster.asset_keys import SILVER_OHLCV_1M_KEY
-from cryptolake_dagster.partitions import daily_partitions
 
 daily_pipeline_job = dg.define_asset_job(
     "silver_gold_daily",
-    selection=dg.AssetSelection.keys(SILVER_OHLCV_1M_KEY).downstream(),
-    partitions_def=daily_partitions,
+    selection=dg.AssetSelection.assets(SILVER_OHLCV_1M_KEY).downstream(),
     description="Rebuild one UTC day of Silver and everything downstream of it (dbt Gold models, Soda checks).",
 )

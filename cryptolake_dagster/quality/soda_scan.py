@@ -26,8 +26,16 @@ class SodaOutcome:
         return [check["name"] for check in self.checks if check["outcome"] != "pass"]
 
 
+def _disable_soda_telemetry() -> None:
+    """Soda sends anonymous usage traces by default; this platform runs offline and sends nothing."""
+    from soda.common.config_helper import ConfigHelper
+
+    ConfigHelper.get_instance().config["send_anonymous_usage_stats"] = False
+
+
 def run_soda_scan(frame: DataFrame, view_name: str, checks_file: Path, scan_name: str) -> SodaOutcome:
     """Register ``frame`` as ``view_name`` and run the SodaCL checks in ``checks_file`` on it."""
+    _disable_soda_telemetry()
     from soda.scan import Scan
 
     frame.createOrReplaceTempView(view_name)

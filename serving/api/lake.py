@@ -14,12 +14,7 @@ from pyiceberg.expressions import And, BooleanExpression, EqualTo, GreaterThanOr
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.types import TimestampType
 
-from cryptolake.tables import GOLD, SILVER_OHLCV_1M
-
-# Gold hourly bars, built by the dbt model ``fct_ohlcv_1h`` (not in ``cryptolake.tables``: dbt owns its schema).
-# Columns: exchange, market, symbol, hour (timestamptz), open, high, low, close, volume, quote_volume,
-# trade_count, vwap. Move this to the table registry if the registry ever lists dbt models.
-GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
+from cryptolake.tables import GOLD_OHLCV_1H, SILVER_OHLCV_1M
 
 Interval = Literal["1m", "1h"]
 

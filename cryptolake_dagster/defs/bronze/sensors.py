@@ -1,7 +1,5 @@
 """The Bronze sensor: new snapshots of bronze.trades -> runs of the Silver/Gold partitions they touched."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from cryptolake.tables import BRONZE_TRADES

@@ -1,7 +1,5 @@
 """dbt Gold models as daily-partitioned assets; the partition's time window is passed as dbt vars."""
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Iterator
@@ -9,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
-from cryptolake.lakehouse.dbt_profile import dbt_env
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from cryptolake.lakehouse.dbt_profile import dbt_env
 from cryptolake.settings import get_settings
 from cryptolake_dagster.defs.dbt.resources import dbt_project
 from cryptolake_dagster.defs.dbt.translator import CryptoLakeDbtTranslator

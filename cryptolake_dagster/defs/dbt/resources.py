@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from functools import cache
+from pathlib import Path
 
-from cryptolake.lakehouse.dbt_profile import DBT_PROJECT_DIR, write_dbt_profile
 from dagster_dbt import DbtCliResource, DbtProject
 
+from cryptolake.lakehouse.dbt_profile import DBT_PROJECT_DIR, write_dbt_profile
 from cryptolake.settings import Settings, get_settings
 
 
@@ -21,10 +25,26 @@ def dbt_project(state_dir: str | None = None) -> DbtProject:
         target_path=settings.state_dir.resolve() / "dbt" / "target",
     )
     if not project.manifest_path.exists():
-        project.preparer.prepare(project)
+        _parse(project)
     return project
+
+
+def dbt_executable() -> str:
+    """The dbt beside this interpreter: PATH may not include the virtualenv (e.g. under `dagster dev`)."""
+    return str(Path(sys.executable).parent / "dbt")
+
+
+def _parse(project: DbtProject) -> None:
+    """``dbt parse`` to write the manifest the asset definitions are built from (no Spark session needed)."""
+    result = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project.project_dir), "--profiles-dir",
+         str(project.profiles_dir), "--target-path", str(project.target_path), "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt parse failed for {project.project_dir}:\n{result.stdout}{result.stderr}")
 
 
 def build_dbt_resource(settings: Settings) -> DbtCliResource:
     project = dbt_project(str(settings.state_dir))
-    return DbtCliResource(project_dir=project, profiles_dir=str(project.profiles_dir))
+    return DbtCliResource(project_dir=project, profiles_dir=str(project.profiles_dir), dbt_executable=dbt_executable())

@@ -1,15 +1,11 @@
 """Blocking Soda asset checks: a failing check stops downstream materialization of the partition."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-from cryptolake.tables import SILVER_OHLCV_1M
+from cryptolake.tables import GOLD_OHLCV_1H, SILVER_OHLCV_1M
 from cryptolake_dagster.asset_keys import GOLD_OHLCV_1H_KEY, SILVER_OHLCV_1M_KEY
 from cryptolake_dagster.quality.soda_scan import SODA_DIR, SodaOutcome, run_soda_scan
 from cryptolake_dagster.resources import LakehouseSparkResource
-
-GOLD_OHLCV_1H_TABLE = "gold.fct_ohlcv_1h"
 
 
 def _result(outcome: SodaOutcome) -> dg.AssetCheckResult:
@@ -33,7 +29,7 @@ def _partition_filter(context: dg.AssetCheckExecutionContext, column: str) -> st
 def soda_gold_fct_ohlcv_1h(
     context: dg.AssetCheckExecutionContext, pyspark: LakehouseSparkResource
 ) -> dg.AssetCheckResult:
-    frame = pyspark.spark_session.table(GOLD_OHLCV_1H_TABLE).where(_partition_filter(context, "hour"))
+    frame = pyspark.spark_session.table(GOLD_OHLCV_1H).where(_partition_filter(context, "hour"))
     return _result(run_soda_scan(frame, "fct_ohlcv_1h", SODA_DIR / "gold" / "fct_ohlcv_1h.yml", "gold_fct_ohlcv_1h"))
 
 

@@ -1,7 +1,5 @@
 """Silver assets built with Spark from Bronze, one UTC day per partition."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 import dagster as dg

@@ -28,7 +28,7 @@ def _utc(value: datetime | None) -> datetime | None:
 def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """Fill in the defaults (the 24 hours ending now) and reject empty or inverted ranges with a 422."""
     start, end = _utc(start), _utc(end)
-    end = end or (now if start is None or start < now else start + DEFAULT_WINDOW)
+    end = end or now
     start = start or end - DEFAULT_WINDOW
     if start >= end:
         raise HTTPException(
@@ -58,5 +58,11 @@ def get_bars(
     )
     data = [BarPublic.model_validate(row) for row in rows]
     return BarsPublic(
-        symbol=symbol.upper(), interval=interval, market=market, start=start_utc, end=end_utc, count=len(data), data=data
+        symbol=symbol.upper(),
+        interval=interval,
+        market=market,
+        start=start_utc,
+        end=end_utc,
+        count=len(data),
+        data=data,
     )

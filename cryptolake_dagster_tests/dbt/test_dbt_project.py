@@ -1,0 +1,292 @@
+"""The dbt Gold project: the generated profile, ``dbt parse``, and a real ``dbt build`` against a temp lakehouse.
+
+The build test writes Silver 1-minute bars with pyiceberg, runs ``dbt build`` (dbt-spark session mode, its own
+Spark JVM) in a subprocess, reads ``gold.fct_ohlcv_1h`` back with pyiceberg and compares every column with an
+exact recomputation in Python ``Decimal``: first a full build, then partition-window runs (vars min_date /
+max_date) that must update changed hours inside the window, leave hours outside it alone, and be idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pyarrow as pa
+import pytest
+import yaml
+from dbt.cli.main import dbtRunner
+
+from cryptolake.lakehouse.catalog import get_catalog
+from cryptolake.lakehouse.dbt_profile import DBT_PROJECT_DIR, PROFILE_NAME, dbt_env, write_dbt_profile
+from cryptolake.lakehouse.spark import prepare_spark_environment, spark_conf
+from cryptolake.settings import Settings
+from cryptolake.tables import SILVER_OHLCV_1M
+
+FCT = "gold.fct_ohlcv_1h"
+DIM = "gold.dim_symbol"
+KEY = ("exchange", "market", "symbol", "hour")
+E8 = Decimal("1e-8")
+DBT = Path(sys.executable).parent / "dbt"  # the console script beside this interpreter (PATH may lack the venv)
+
+
+# --- profile and parse ------------------------------------------------------------------------------------------
+def test_profile_carries_the_platform_spark_settings(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state")
+    directory = write_dbt_profile(settings)
+
+    assert directory == (tmp_path / "state" / "dbt").resolve()
+    path = directory / "profiles.yml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    output = yaml.safe_load(path.read_text())[PROFILE_NAME]["outputs"]["local"]
+    assert {k: output[k] for k in ("type", "method", "host", "schema", "threads")} == {
+        "type": "spark",
+        "method": "session",
+        "host": "NA",
+        "schema": "gold",
+        "threads": 1,
+    }
+    assert output["server_side_parameters"] == spark_conf(settings, "cryptolake-dbt")
+    assert output["server_side_parameters"]["spark.sql.catalogImplementation"] == "in-memory"
+    assert output["server_side_parameters"]["spark.sql.defaultCatalog"] == settings.catalog_name
+
+    mtime = path.stat().st_mtime_ns
+    assert write_dbt_profile(settings, tmp_path / "elsewhere") == (tmp_path / "elsewhere").resolve()
+    assert write_dbt_profile(settings) == directory and path.stat().st_mtime_ns == mtime  # unchanged: not rewritten
+
+
+def test_dbt_parse(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state")
+    profiles = write_dbt_profile(settings)
+    target = tmp_path / "target"
+    result = dbtRunner().invoke(
+        ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(profiles),
+         "--target-path", str(target), "--log-path", str(tmp_path / "logs"), "--no-partial-parse", "--quiet"]
+    )  # fmt: skip
+    assert result.success, result.exception
+
+    nodes = json.loads((target / "manifest.json").read_text())["nodes"]
+    models = {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
+    assert {name: (m["schema"], m["config"]["materialized"]) for name, m in models.items()} == {
+        "stg_silver__ohlcv_1m": ("gold", "ephemeral"),
+        "fct_ohlcv_1h": ("gold", "incremental"),
+        "dim_symbol": ("gold", "table"),
+    }
+    fct = models["fct_ohlcv_1h"]["config"]
+    assert (fct["file_format"], fct["incremental_strategy"], fct["unique_key"]) == ("iceberg", "merge", list(KEY))
+    tests = {n["name"] for n in nodes.values() if n["resource_type"] == "test"}
+    assert any(t.startswith("unique_combination_fct_ohlcv_1h") for t in tests)
+    assert any(t.startswith("ohlc_bounds_fct_ohlcv_1h") for t in tests)
+    assert "assert_fct_ohlcv_1h_consistent" in tests
+
+
+# --- Silver test data and the independent recomputation ----------------------------------------------------------
+def _silver_bars(seed: int) -> list[dict[str, Any]]:
+    """1-minute bars built from synthetic trades exactly as Silver builds them (gaps, day boundary, 2 markets)."""
+    rng = random.Random(seed)
+    built_at = datetime(2024, 3, 5, tzinfo=UTC)
+    start = datetime(2024, 3, 1, 22, 0, tzinfo=UTC)
+    bars = []
+    for market, symbol, base in (
+        ("spot", "BTCUSDT", "62000"),
+        ("spot", "ETHUSDT", "3400"),
+        ("usdm_futures", "BTCUSDT", "62010"),
+    ):
+        price, agg_id = Decimal(base), 1_000_000
+        for i in range(5 * 60):  # 22:00 .. 02:59 UTC
+            if rng.random() < 0.5:
+                continue  # minutes without trades have no bar
+            trades = []
+            for _ in range(rng.randint(1, 4)):
+                price = max(Decimal(1), price + Decimal(rng.randint(-500_000_000, 500_000_000)) * E8)
+                quantity = Decimal(rng.randint(1, 300_000_000)) * E8
+                trades.append((agg_id, price, quantity, rng.choice(("buy", "sell"))))
+                agg_id += rng.randint(1, 3)
+            volume = sum((q for _, _, q, _ in trades), Decimal(0))
+            quote = sum((p * q for _, p, q, _ in trades), Decimal(0))
+            bars.append({
+                "exchange": "binance", "market": market, "symbol": symbol, "minute": start + timedelta(minutes=i),
+                "open": trades[0][1], "high": max(t[1] for t in trades), "low": min(t[1] for t in trades),
+                "close": trades[-1][1], "volume": volume, "quote_volume": quote, "trade_count": len(trades),
+                "vwap": _vwap(quote, volume),
+                "buy_volume": sum((q for _, _, q, s in trades if s == "buy"), Decimal(0)),
+                "sell_volume": sum((q for _, _, q, s in trades if s == "sell"), Decimal(0)),
+                "first_agg_trade_id": trades[0][0], "last_agg_trade_id": trades[-1][0], "built_at": built_at,
+            })  # fmt: skip
+    return bars
+
+
+def _vwap(quote: Decimal, volume: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return (quote / volume).quantize(E8, rounding=ROUND_HALF_UP)
+
+
+def _expected_hours(bars: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for bar in bars:
+        hour = bar["minute"].replace(minute=0, second=0, microsecond=0)
+        groups[(bar["exchange"], bar["market"], bar["symbol"], hour)].append(bar)
+    expected = {}
+    for key, minutes in groups.items():
+        minutes.sort(key=lambda b: b["minute"])
+        volume = sum(b["volume"] for b in minutes)
+        quote = sum(b["quote_volume"] for b in minutes)
+        expected[key] = {
+            **dict(zip(KEY, key, strict=True)),
+            "open": minutes[0]["open"], "high": max(b["high"] for b in minutes), "low": min(b["low"] for b in minutes),
+            "close": minutes[-1]["close"], "volume": volume, "quote_volume": quote,
+            "trade_count": sum(b["trade_count"] for b in minutes), "vwap": _vwap(quote, volume),
+            "buy_volume": sum(b["buy_volume"] for b in minutes), "sell_volume": sum(b["sell_volume"] for b in minutes),
+            "first_agg_trade_id": minutes[0]["first_agg_trade_id"],
+            "last_agg_trade_id": minutes[-1]["last_agg_trade_id"], "minute_count": len(minutes),
+        }  # fmt: skip
+    return expected
+
+
+def _change_minute(bars: list[dict[str, Any]], minute: datetime, symbol: str = "BTCUSDT") -> datetime:
+    """Make the first spot bar at or after ``minute`` a new hourly high with more volume; return its minute."""
+    bar = next(b for b in bars if b["symbol"] == symbol and b["market"] == "spot" and b["minute"] >= minute)
+    bar["high"] = bar["close"] = bar["high"] + Decimal("1000.12345678")
+    bar["volume"] += Decimal("0.5")
+    bar["buy_volume"] += Decimal("0.5")
+    bar["quote_volume"] += Decimal("0.5") * bar["high"]
+    bar["vwap"] = _vwap(bar["quote_volume"], bar["volume"])
+    bar["trade_count"] += 1
+    bar["last_agg_trade_id"] += 1  # ids of the next minute are at least 1 higher
+    return bar["minute"].replace(minute=0)
+
+
+# --- dbt build ----------------------------------------------------------------------------------------------------
+def _java_processes_of(state_dir: Path) -> list[psutil.Process]:
+    """Spark driver JVMs whose command line names this test's state dir (spark.local.dir, derby home)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == "java" and str(state_dir) in " ".join(proc.info["cmdline"] or ()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _dbt_build(settings: Settings, tmp_path: Path, dbt_vars: dict[str, str] | None = None) -> float:
+    """``dbt build`` in a subprocess (own session, so its JVM can be stopped with it); returns seconds taken."""
+    command = [str(DBT), "build", "--project-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target")]
+    if dbt_vars:
+        command += ["--vars", json.dumps(dbt_vars)]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env={**os.environ, **dbt_env(settings)}, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # our own dbt process group (dbt + its Spark JVM)
+            proc.wait()
+    assert proc.returncode == 0, f"dbt build {dbt_vars or ''} failed:\n{output[-12_000:]}"
+    assert "ERROR=0" in output and "WARN=0" in output, output[-4_000:]
+    # the driver JVM exits with dbt (py4j's gateway watches its parent's pipe)
+    deadline = time.monotonic() + 20
+    while (alive := _java_processes_of(settings.state_dir.resolve())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, f"Spark JVM(s) survived the dbt process: {[p.pid for p in alive]}"
+    return time.monotonic() - started
+
+
+def _gold_rows(settings: Settings, table: str) -> list[dict[str, Any]]:
+    return get_catalog(settings).load_table(table).scan().to_arrow().to_pylist()
+
+
+def _by_key(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    keyed = {tuple(row[k] for k in KEY): row for row in rows}
+    assert len(keyed) == len(rows), "duplicate grain rows"
+    return keyed
+
+
+def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state")
+    prepare_spark_environment(settings)  # catalog tables, namespaces and registered tables
+    catalog = get_catalog(settings)
+    silver = catalog.load_table(SILVER_OHLCV_1M.identifier)
+    arrow_schema = silver.schema().as_arrow()
+    bars = _silver_bars(seed=11)
+    silver.append(pa.Table.from_pylist(bars, schema=arrow_schema))
+    timings = []
+
+    # 1. first run, no vars: every hour
+    timings.append(_dbt_build(settings, tmp_path))
+    gold = catalog.load_table(FCT)
+    types = {f.name: str(f.field_type) for f in gold.schema().fields}
+    assert types == {
+        "exchange": "string", "market": "string", "symbol": "string", "hour": "timestamptz",
+        "open": "decimal(28, 8)", "high": "decimal(28, 8)", "low": "decimal(28, 8)", "close": "decimal(28, 8)",
+        "volume": "decimal(38, 8)", "quote_volume": "decimal(38, 16)", "trade_count": "long",
+        "vwap": "decimal(28, 8)", "buy_volume": "decimal(38, 8)", "sell_volume": "decimal(38, 8)",
+        "first_agg_trade_id": "long", "last_agg_trade_id": "long", "minute_count": "long",
+    }  # fmt: skip
+    assert [(f.name, str(f.transform)) for f in gold.spec().fields] == [("hour_day", "day")]
+    expected_v1 = _expected_hours(bars)
+    assert len(expected_v1) == 3 * 5
+    first = _by_key(_gold_rows(settings, FCT))
+    assert first == expected_v1
+    dim = sorted((r["symbol"], r["exchange"], r["market"]) for r in _gold_rows(settings, DIM))
+    assert dim == [
+        ("BTCUSDT", "binance", "spot"),
+        ("BTCUSDT", "binance", "usdm_futures"),
+        ("ETHUSDT", "binance", "spot"),
+    ]
+
+    # Silver changes: one minute inside the day 2024-03-02, one before it, and a new hour inside it.
+    changed_inside = _change_minute(bars, datetime(2024, 3, 2, 1, 17, tzinfo=UTC))
+    changed_outside = _change_minute(bars, datetime(2024, 3, 1, 23, 40, tzinfo=UTC), symbol="ETHUSDT")
+    assert changed_outside == datetime(2024, 3, 1, 23, 0, tzinfo=UTC)
+    new_hour = datetime(2024, 3, 2, 3, 0, tzinfo=UTC)  # after the last generated minute (02:59)
+    extra = dict(bars[0], minute=new_hour + timedelta(minutes=5), first_agg_trade_id=9_000_000)
+    extra["last_agg_trade_id"] = 9_000_000
+    bars.append(extra)
+    new_key = (extra["exchange"], extra["market"], extra["symbol"], new_hour)
+    silver.overwrite(pa.Table.from_pylist(bars, schema=arrow_schema))
+    expected_v2 = _expected_hours(bars)
+    assert (
+        expected_v2[("binance", "spot", "BTCUSDT", changed_inside)]
+        != expected_v1[("binance", "spot", "BTCUSDT", changed_inside)]
+    )
+
+    # 2. the partition window of 2024-03-02 (what Dagster passes): only hours starting in it are rebuilt
+    day = {"min_date": "2024-03-02 00:00:00", "max_date": "2024-03-03 00:00:00"}
+    timings.append(_dbt_build(settings, tmp_path, day))
+    second = _by_key(_gold_rows(settings, FCT))
+    in_day = {k for k in expected_v2 if k[3] >= datetime(2024, 3, 2, tzinfo=UTC)}
+    assert {k: second[k] for k in in_day} == {k: expected_v2[k] for k in in_day}  # updated and inserted hours
+    assert {k: v for k, v in second.items() if k not in in_day} == {
+        k: v for k, v in expected_v1.items() if k not in in_day
+    }  # hours before the window untouched, including the changed 23:00 hour
+    assert ("binance", "spot", "ETHUSDT", changed_outside) not in in_day
+    assert new_key not in first and second[new_key]["minute_count"] == 1
+
+    # 3. an overlapping, unaligned window (ISO 'T' / 'Z'): the whole 23:00 hour is rebuilt, the overlap is
+    #    recomputed to identical values (idempotent merge), nothing is duplicated
+    overlap = {"min_date": "2024-03-01T23:30:00Z", "max_date": "2024-03-02T02:30:00Z"}
+    timings.append(_dbt_build(settings, tmp_path, overlap))
+    third = _by_key(_gold_rows(settings, FCT))
+    assert third == expected_v2
+    assert {k: third[k] for k in in_day} == {k: second[k] for k in in_day}
+
+    for leftover in ("metastore_db", "derby.log", "spark-warehouse"):
+        assert not (tmp_path / leftover).exists(), f"dbt-spark created {leftover} in its working directory"
+    print(f"dbt build timings (s): {', '.join(f'{t:.1f}' for t in timings)}")

@@ -1,0 +1,57 @@
+{#-
+    The partition window passed by the orchestrator as vars `min_date` / `max_date`: a half-open UTC interval
+    [min_date, max_date) of ISO dates or timestamps. Either bound may be missing (empty): that side is open.
+    Hourly models rebuild every hour that STARTS inside the window, in full (an unaligned bound never produces a
+    partial hour that would overwrite a complete one).
+-#}
+
+{% macro window_bound(name) -%}
+    {#- The validated var as a Spark timestamp literal, or none when it is empty. -#}
+    {%- set value = (var(name, '') or '') | string | trim -%}
+    {%- if not value -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set iso = '^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$' -%}
+    {%- if not modules.re.match(iso, value) -%}
+        {{ exceptions.raise_compiler_error("var " ~ name ~ "=" ~ value ~ " is not an ISO date or timestamp") }}
+    {%- endif -%}
+    {{ return("timestamp '" ~ value ~ "'") }}
+{%- endmacro %}
+
+
+{% macro window_is_set() -%}
+    {{ return(window_bound('min_date') is not none or window_bound('max_date') is not none) }}
+{%- endmacro %}
+
+
+{% macro minutes_of_window_hours(minute_column) -%}
+    {#- Filter on a minute timestamp: every minute of every hour starting in the window (prunes by minute). -#}
+    {%- set lo = window_bound('min_date') -%}
+    {%- set hi = window_bound('max_date') -%}
+    {%- set conditions = [] -%}
+    {%- if lo is not none -%}
+        {%- do conditions.append(minute_column ~ " >= date_trunc('HOUR', " ~ lo ~ ")") -%}
+    {%- endif -%}
+    {%- if hi is not none -%}
+        {#- the end of the last hour that starts before max_date -#}
+        {%- do conditions.append(
+            minute_column ~ " < date_trunc('HOUR', " ~ hi ~ " - interval 1 microsecond) + interval 1 hour"
+        ) -%}
+    {%- endif -%}
+    {{ return(conditions | join(' and ') if conditions else 'true') }}
+{%- endmacro %}
+
+
+{% macro window_hours(hour_column) -%}
+    {#- Predicates (a list) on an hour-start timestamp: the hours starting in the window. -#}
+    {%- set lo = window_bound('min_date') -%}
+    {%- set hi = window_bound('max_date') -%}
+    {%- set conditions = [] -%}
+    {%- if lo is not none -%}
+        {%- do conditions.append(hour_column ~ " >= date_trunc('HOUR', " ~ lo ~ ")") -%}
+    {%- endif -%}
+    {%- if hi is not none -%}
+        {%- do conditions.append(hour_column ~ " < " ~ hi) -%}
+    {%- endif -%}
+    {{ return(conditions) }}
+{%- endmacro %}
