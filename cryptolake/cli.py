@@ -6,7 +6,7 @@ import argparse
 import json
 
 from cryptolake.logging import configure_logging
-from cryptolake.settings import Settings
+from cryptolake.settings import Settings, render_env_example
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("bootstrap", help="create the catalog, the namespaces and the registered tables (idempotent)")
     sub.add_parser("settings", help="print the effective settings as JSON")
+    sub.add_parser("env-example", help="print the documented list of every CRYPTOLAKE_* setting (.env.example)")
     return parser
 
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
         bootstrap_lakehouse(settings)
         print(f"lakehouse ready: catalog {settings.resolved_catalog_uri}, warehouse {settings.resolved_warehouse}")
+        return 0
+    if args.command == "env-example":
+        print(render_env_example(), end="")
         return 0
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0

@@ -25,6 +25,7 @@ def partition_vars(start: datetime, end: datetime) -> dict[str, str]:
     manifest=dbt_project().manifest_path,
     dagster_dbt_translator=CryptoLakeDbtTranslator(),
     partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
 )
 def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
     """Build the Gold star schema for the partition's day (incremental MERGE models re-run idempotently)."""

@@ -15,6 +15,7 @@ from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkR
     key=SILVER_OHLCV_1M_KEY,
     deps=[BRONZE_TRADES_KEY],
     partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     group_name="silver",
     kinds={"spark", "iceberg"},
     description=SILVER_OHLCV_1M.description,
