@@ -135,6 +135,7 @@ class LocalBroker:
             [str(tansu_binary()), "broker", "--cluster-id", self.cluster_id, "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(),
+            start_new_session=True,  # a terminal's Ctrl-C reaches the parent, which stops the broker last
         )  # fmt: skip
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
@@ -157,6 +158,10 @@ class LocalBroker:
         if self._proc is not None:
             stop_process(self._proc, timeout=5)
             self._proc = None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:

@@ -14,6 +14,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform
 from pyiceberg.types import (
     BooleanType,
+    DateType,
     DecimalType,
     IntegerType,
     LongType,
@@ -162,11 +163,124 @@ SILVER_OHLCV_1M: Final = Table(
     description="1-minute OHLCV bars per symbol from deduplicated Bronze trades.",
 )
 
+# --- Batch sources (CoinGecko, Alternative.me Fear & Greed, Binance REST klines) and their Silver tables ----------
+
+#: CoinGecko numbers are parsed from the JSON number text (``parse_float=Decimal``) and rounded half-even to 12
+#: decimal places; ``raw`` keeps the text as received.
+MARKET_VALUE: Final = DecimalType(38, 12)
+
+BRONZE_COINGECKO_MARKET_CHART: Final = Table(
+    BRONZE,
+    "coingecko_market_chart",
+    _fields(
+        ("coin_id", StringType(), True, "CoinGecko coin id, e.g. bitcoin"),
+        ("vs_currency", StringType(), True, "Quote currency of the values, e.g. usd"),
+        ("day", DateType(), True, "UTC day whose window [day 00:00, next day 00:00] was requested (partition)"),
+        ("point_time", TimestamptzType(), True, "Timestamp of the point (UTC)"),
+        ("price", MARKET_VALUE, False, "prices[i][1]; null when the prices array has no point at point_time"),
+        ("market_cap", MARKET_VALUE, False, "market_caps[i][1]; null when that array has no point at point_time"),
+        ("total_volume", MARKET_VALUE, False, "total_volumes[i][1]; null when that array has no point at point_time"),
+        (
+            "is_intraday_last_point",
+            BooleanType(),
+            True,
+            "The provisional 'now' point: last point of the series, before the window's end, fetched before the "
+            "window ended",
+        ),
+        ("raw", StringType(), True, "The point's entries as received, e.g. {\"prices\":[ms,number],...}"),
+        ("source_url", StringType(), True, "Request URL (without API key)"),
+        ("ingested_at", TimestamptzType(), True, "Time the payload was fetched (UTC)"),
+    ),
+    partition_source="day",
+    description="CoinGecko /coins/{id}/market_chart/range points, one row per coin and timestamp, for each requested "
+    "UTC day [00:00, next 00:00]; the three value arrays are joined on their timestamps.",
+)
+
+BRONZE_FEAR_GREED: Final = Table(
+    BRONZE,
+    "fear_greed",
+    _fields(
+        ("day", DateType(), True, "UTC day of the value"),
+        ("value", IntegerType(), True, "Index value 0..100 (sent as a string)"),
+        ("classification", StringType(), True, "value_classification, e.g. Extreme Fear"),
+        ("timestamp", TimestamptzType(), True, "timestamp (epoch seconds, sent as a string) as UTC time"),
+        ("raw", StringType(), True, "The data row as received (JSON object text)"),
+        ("source_url", StringType(), True, "Request URL"),
+        ("ingested_at", TimestamptzType(), True, "Time the payload was fetched (UTC)"),
+    ),
+    description="Alternative.me Fear & Greed index, one row per UTC day (tiny: unpartitioned).",
+)
+
+BRONZE_BINANCE_KLINES: Final = Table(
+    BRONZE,
+    "binance_klines",
+    _fields(
+        ("symbol", StringType(), True, "Exchange symbol, e.g. BTCUSDT"),
+        ("market", StringType(), True, "spot | usdm_futures"),
+        ("interval", StringType(), True, "Kline interval, e.g. 1d, 1h"),
+        ("open_time", TimestamptzType(), True, "Bar open time (UTC)"),
+        ("close_time", TimestamptzType(), True, "Bar close time (UTC, open + interval - 1 ms)"),
+        ("open", PRICE, True, "Open price"),
+        ("high", PRICE, True, "High price"),
+        ("low", PRICE, True, "Low price"),
+        ("close", PRICE, True, "Close (or latest, if not closed) price"),
+        ("volume", SUM_QUANTITY, True, "Base asset volume"),
+        ("quote_volume", QUOTE, True, "Quote asset volume"),
+        ("trades", LongType(), True, "Number of raw trades"),
+        ("taker_buy_base_volume", SUM_QUANTITY, True, "Taker buy base asset volume"),
+        ("taker_buy_quote_volume", QUOTE, True, "Taker buy quote asset volume"),
+        ("is_closed", BooleanType(), True, "close_time was before ingested_at (the bar was final when fetched)"),
+        ("raw", StringType(), True, "The 12-column array as received (JSON text)"),
+        ("source_url", StringType(), True, "URL of the first page of the request"),
+        ("ingested_at", TimestamptzType(), True, "Time the page was fetched (UTC)"),
+    ),
+    partition_source="open_time",
+    description="Binance REST klines (spot /api/v3/klines, USD-M /fapi/v1/klines), daily and hourly bars.",
+)
+
+SILVER_DAILY_PRICES: Final = Table(
+    SILVER,
+    "daily_prices",
+    _fields(
+        ("coin_id", StringType(), True, "CoinGecko coin id"),
+        ("day", DateType(), True, "UTC day"),
+        ("price_usd", MARKET_VALUE, True, "Price of the chosen point"),
+        ("market_cap_usd", MARKET_VALUE, False, "Market cap at the chosen point (null if CoinGecko sent none)"),
+        ("volume_usd", MARKET_VALUE, False, "24 h volume at the chosen point (null if CoinGecko sent none)"),
+        ("point_time", TimestamptzType(), True, "Timestamp of the chosen point (UTC)"),
+        ("is_provisional", BooleanType(), True, "The point is today's intraday 'now' point, not the day's close"),
+        ("updated_at", TimestamptzType(), True, "Last time the row's values changed (UTC)"),
+    ),
+    description="One row per coin and UTC day: the last CoinGecko point at or before 00:00 UTC of the next day "
+    "(see cryptolake_dagster.defs.sources.silver). Tiny: unpartitioned.",
+)
+
+SILVER_FEAR_GREED: Final = Table(
+    SILVER,
+    "fear_greed",
+    _fields(
+        ("day", DateType(), True, "UTC day"),
+        ("value", IntegerType(), True, "Index value 0..100"),
+        ("classification", StringType(), True, "Extreme Fear | Fear | Neutral | Greed | Extreme Greed"),
+        ("updated_at", TimestamptzType(), True, "Last time the row's values changed (UTC)"),
+    ),
+    description="Fear & Greed index, one row per UTC day. Tiny: unpartitioned.",
+)
+
 # Gold tables are created by dbt (dbt_project/models/marts), which owns their schemas; only the names live here.
 GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
 GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
 
-ALL_TABLES: Final = (BRONZE_TRADES, BRONZE_TRADES_REJECTED, SILVER_OHLCV_1M)
+ALL_TABLES: Final = (
+    BRONZE_TRADES,
+    BRONZE_TRADES_REJECTED,
+    SILVER_OHLCV_1M,
+    BRONZE_COINGECKO_MARKET_CHART,
+    BRONZE_FEAR_GREED,
+    BRONZE_BINANCE_KLINES,
+    SILVER_DAILY_PRICES,
+    SILVER_FEAR_GREED,
+)
 
 # Kafka topics, defined once.
 TRADES_TOPIC: Final = "cryptolake.trades.v1"

@@ -9,5 +9,7 @@ from cryptolake_dagster.asset_keys import SILVER_OHLCV_1M_KEY
 daily_pipeline_job = dg.define_asset_job(
     "silver_gold_daily",
     selection=dg.AssetSelection.assets(SILVER_OHLCV_1M_KEY).downstream(),
+    # One process per run: all steps share one Spark session instead of starting a JVM per step.
+    executor_def=dg.in_process_executor,
     description="Rebuild one UTC day of Silver and everything downstream of it (dbt Gold models, Soda checks).",
 )

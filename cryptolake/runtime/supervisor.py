@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptolake.broker import LocalBroker, ensure_topics, platform_topics, wait_until_ready
+from cryptolake.broker import BrokerError, LocalBroker, ensure_topics, platform_topics, wait_until_ready
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 from cryptolake.logging import get_logger
 from cryptolake.processes import die_with_parent, stop_process
@@ -168,6 +168,8 @@ class Supervisor:
         """Restart services that exit unexpectedly, with backoff, until stop()."""
         while not self._stopping:
             time.sleep(poll_s)
+            if self.broker is not None and not self.broker.alive:
+                raise BrokerError(f"the local broker died (see {self.logs / 'broker.log'}); stopping the platform")
             for service in self.services:
                 if self._stopping or service.proc is None or service.proc.poll() is None:
                     continue
@@ -202,11 +204,14 @@ class Supervisor:
 
 def run_platform(settings: Settings, *, live: bool, commit_interval_s: float) -> int:
     supervisor = Supervisor(settings, live=live, commit_interval_s=commit_interval_s)
+    code = 0
 
     def _terminate(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Explicit handlers: a shell may start us with SIGINT ignored (e.g. as a background job).
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         supervisor.start()
         width = max(len(k) for k in supervisor.urls())
@@ -217,7 +222,10 @@ def run_platform(settings: Settings, *, live: bool, commit_interval_s: float) ->
         supervisor.watch()
     except KeyboardInterrupt:
         log.info("stopping CryptoLake")
+    except BrokerError as exc:
+        log.error(str(exc))
+        code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         supervisor.stop()
-    return 0
+    return code

@@ -15,8 +15,8 @@ def test_definitions_load_every_asset_check_and_sensor(settings) -> None:
 
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    expected = {table_key(t).to_user_string() for t in ALL_TABLES} | {"silver/ohlcv_1m", GOLD_OHLCV_1H.replace(".", "/")}
-    expected.add("gold/dim_symbol")
+    expected = {table_key(t).to_user_string() for t in ALL_TABLES}
+    expected |= {GOLD_OHLCV_1H.replace(".", "/"), "gold/dim_symbol"}
     assert expected <= keys, expected - keys
     # dbt sources resolve to the Spark-built Silver asset: lineage is stitched, no dangling source asset.
     assert dg.AssetKey(["silver", "ohlcv_1m"]) in graph.get(dg.AssetKey(["gold", "fct_ohlcv_1h"])).parent_keys

@@ -77,7 +77,7 @@ class TradeProducer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            undelivered = await asyncio.to_thread(self.sink.flush, 30.0)
+            undelivered = await asyncio.to_thread(self.sink.flush, 10.0)
             log.info("producer stopped", undelivered=undelivered, **self._summary())
 
     async def _progress(self, every_s: float) -> None:

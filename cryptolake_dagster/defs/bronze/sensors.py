@@ -24,11 +24,25 @@ def bronze_trades_sensor(context: dg.SensorEvaluationContext, iceberg: IcebergCa
     if since == current.snapshot_id:
         return dg.SensorResult(skip_reason=dg.SkipReason(f"no new snapshot since {since}"))
     days = sorted(days_added_since(table, since))
-    context.log.info(f"bronze.trades snapshot {current.snapshot_id}: days changed since {since}: {days}")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day.isoformat()}@{current.snapshot_id}")
-            for day in days
-        ],
-        cursor=str(current.snapshot_id),
+    # A run that is still waiting in the queue will read Bronze when it starts: it covers the new rows too.
+    waiting = _partitions_waiting(context.instance)
+    requests = [
+        dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day.isoformat()}@{current.snapshot_id}")
+        for day in days
+        if day.isoformat() not in waiting
+    ]
+    context.log.info(
+        f"bronze.trades snapshot {current.snapshot_id}: days changed since {since}: {[d.isoformat() for d in days]}; "
+        f"already queued: {sorted(waiting & {d.isoformat() for d in days})}"
     )
+    return dg.SensorResult(run_requests=requests, cursor=str(current.snapshot_id))
+
+
+def _partitions_waiting(instance: dg.DagsterInstance) -> set[str]:
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=daily_pipeline_job.name,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+        )
+    )
+    return {record.dagster_run.tags.get("dagster/partition", "") for record in records}

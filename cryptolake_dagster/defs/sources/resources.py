@@ -1,0 +1,151 @@
+"""Dagster resources of the batch sources: endpoints, credentials and retry settings as resource fields."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from cryptolake.contract import ContractError, split_symbol
+from cryptolake.settings import Settings
+from cryptolake_dagster.defs.sources.clients import (
+    BINANCE_KLINES_PATHS,
+    COINGECKO_DEMO_KEY_HEADER,
+    COINGECKO_LIVE_URL,
+    FEAR_GREED_LIVE_URL,
+    BinanceKlinesClient,
+    CoinGeckoClient,
+    FearGreedClient,
+)
+from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
+
+BINANCE_LIVE_REST_URLS = {"spot": "https://api.binance.com", "usdm_futures": "https://fapi.binance.com"}
+#: Port of ``python -m streaming.simulator.batch_sources`` in the local profile (until a setting exists).
+DEFAULT_BATCH_SOURCES_PORT = 9445
+
+
+class _HttpSettings(dg.ConfigurableResource):
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 2.0
+    max_wait_s: float = 120.0
+    min_interval_s: float = 0.0
+
+    def _http(
+        self, base_url: str, headers: dict[str, str] | None = None, sleep: Callable[[float], None] | None = None
+    ) -> JsonHttpClient:
+        options: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+        return JsonHttpClient(
+            base_url,
+            headers=headers,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            max_wait_s=self.max_wait_s,
+            min_interval_s=self.min_interval_s,
+            **options,
+        )
+
+
+class CoinGeckoResource(_HttpSettings):
+    """CoinGecko API v3 (``base_url`` ends with ``/api/v3``). ``api_key`` goes in ``x-cg-demo-api-key``."""
+
+    base_url: str = COINGECKO_LIVE_URL
+    api_key: str | None = None
+    coin_ids: list[str] = ["bitcoin", "ethereum"]
+    vs_currency: str = "usd"
+
+    def client(self, sleep: Callable[[float], None] | None = None) -> CoinGeckoClient:
+        headers = {COINGECKO_DEMO_KEY_HEADER: self.api_key} if self.api_key else None
+        return CoinGeckoClient(self._http(self.base_url, headers, sleep), self.vs_currency)
+
+
+class FearGreedResource(_HttpSettings):
+    """Alternative.me Fear & Greed (``base_url`` without ``/fng/``)."""
+
+    base_url: str = FEAR_GREED_LIVE_URL
+
+    def client(self, sleep: Callable[[float], None] | None = None) -> FearGreedClient:
+        return FearGreedClient(self._http(self.base_url, sleep=sleep))
+
+
+class BinanceKlinesResource(_HttpSettings):
+    """Binance REST klines for ``symbols`` x ``markets`` x ``intervals``; days before ``start_date`` are skipped."""
+
+    spot_base_url: str = BINANCE_LIVE_REST_URLS["spot"]
+    futures_base_url: str = BINANCE_LIVE_REST_URLS["usdm_futures"]
+    symbols: list[str] = ["BTCUSDT", "ETHUSDT"]
+    markets: list[str] = ["spot"]
+    intervals: list[str] = ["1d", "1h"]
+    start_date: str | None = None
+    page_limit: int = 1000
+
+    def first_day(self) -> date | None:
+        return date.fromisoformat(self.start_date) if self.start_date else None
+
+    def client(self, market: str, sleep: Callable[[float], None] | None = None) -> BinanceKlinesClient:
+        if market not in BINANCE_KLINES_PATHS:
+            raise ValueError(f"unknown market {market!r}")
+        base = self.spot_base_url if market == "spot" else self.futures_base_url
+        return BinanceKlinesClient(self._http(base, sleep=sleep), market, self.page_limit)
+
+
+def _coin_ids(settings: Settings) -> list[str]:
+    """CoinGecko ids of the configured symbols' base assets (settings.coin_ids maps base asset -> id)."""
+    ids: list[str] = []
+    for symbol in settings.symbols:
+        try:
+            base = split_symbol(symbol)[0]
+        except ContractError:  # an unsplittable symbol just has no coin id
+            continue
+        coin = settings.coin_ids.get(base)
+        if coin and coin not in ids:
+            ids.append(coin)
+    return ids or list(settings.coin_ids.values())
+
+
+def _secret(env_name: str, value: str | None) -> Any:
+    """An EnvVar (kept out of the Dagster UI) when the variable is set in the process environment."""
+    if os.environ.get(env_name):
+        return dg.EnvVar(env_name)
+    return value
+
+
+def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Resource instances of the batch sources for the current settings.
+
+    Reads the optional settings ``coingecko_base_url``, ``coingecko_api_key``, ``fear_greed_base_url``,
+    ``batch_sources_port``, ``klines_start_date`` and ``klines_intervals`` when they exist. Without a URL: the live
+    APIs when ``settings.live``, else the local server ``streaming.simulator.batch_sources`` (CoinGecko, Fear &
+    Greed) and the local exchange simulator (klines).
+    """
+    local = f"http://127.0.0.1:{getattr(settings, 'batch_sources_port', DEFAULT_BATCH_SOURCES_PORT)}"
+    live = settings.live
+    coingecko_url = getattr(settings, "coingecko_base_url", None) or (COINGECKO_LIVE_URL if live else f"{local}/api/v3")
+    fear_greed_url = getattr(settings, "fear_greed_base_url", None) or (FEAR_GREED_LIVE_URL if live else local)
+
+    def binance(market: str, configured: str | None, port: int) -> str:
+        return configured or (BINANCE_LIVE_REST_URLS[market] if live else f"http://127.0.0.1:{port}")
+
+    start = getattr(settings, "klines_start_date", None)
+    return {
+        "coingecko": CoinGeckoResource(
+            base_url=coingecko_url,
+            api_key=_secret("CRYPTOLAKE_COINGECKO_API_KEY", getattr(settings, "coingecko_api_key", None)),
+            coin_ids=_coin_ids(settings),
+        ),
+        "fear_greed": FearGreedResource(base_url=fear_greed_url),
+        "binance_klines": BinanceKlinesResource(
+            spot_base_url=binance("spot", settings.binance_rest_url, settings.simulator_port),
+            futures_base_url=binance(
+                "usdm_futures", settings.binance_futures_rest_url, settings.simulator_futures_port
+            ),
+            symbols=list(settings.symbols),
+            markets=list(settings.markets),
+            intervals=list(getattr(settings, "klines_intervals", None) or ["1d", "1h"]),
+            start_date=str(start) if start else None,
+        ),
+    }
