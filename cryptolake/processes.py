@@ -23,21 +23,23 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15.0, group: bool = False) -> int | None:
-    """SIGTERM (the process group if ``group``), wait, then SIGKILL. Returns the exit code."""
-    if proc.poll() is not None:
-        return proc.returncode
-    try:
-        if group:
-            os.killpg(proc.pid, signal.SIGTERM)
-        else:
-            proc.terminate()
-        return proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        return proc.poll()
-    except subprocess.TimeoutExpired:
+    """SIGTERM the process and wait; SIGKILL it if it does not exit in time.
+
+    With ``group`` (the child leads its own process group), only the leader gets SIGTERM — it shuts its own
+    children down in order (a Spark driver needs its JVM until the last commit) — and whatever is left of the
+    group afterwards is SIGKILLed, so nothing survives.
+    """
+    code = proc.poll()
+    if code is None:
         with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
+            proc.terminate()
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        return proc.wait(timeout=5)
+            code = proc.wait(timeout=5)
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return code

@@ -119,13 +119,21 @@ class Settings(BaseSettings):
     ws_max_connection_age_s: float = Field(
         23 * 3600.0, gt=0, description="Planned reconnect before Binance's 24 h cut-off."
     )
+    producer_tail_check_s: float = Field(
+        30.0, gt=0, description="A symbol silent this long is checked over REST for trades the stream missed."
+    )
+    producer_max_gap_repair: int = Field(
+        2_000_000, ge=1, description="Largest id gap repaired from REST; larger gaps are logged and counted."
+    )
     rest_weight_limit_per_minute: int = Field(
         2400, ge=1, description="REST request weight the gap repair may spend per minute (Binance: 6000)."
     )
     live: bool = Field(False, description="Use live Binance (wss://stream.binance.com:9443) in the demo.")
     simulator_port: int = Field(9443, description="Port of the local exchange simulator.")
     simulator_rate: float = Field(50.0, gt=0, description="Synthetic trades per second in the demo.")
-    simulator_seed: int = Field(7, description="Seed of the synthetic market.")
+    simulator_seed: int | None = Field(
+        None, description="Seed of the synthetic market. Empty: a new seed per run (aggregate ids never collide)."
+    )
 
     # --- Bronze writer ---------------------------------------------------------------------------------------
     bronze_commit_interval_s: float = Field(30.0, gt=0, description="Seconds between Bronze commits.")

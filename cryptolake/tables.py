@@ -187,7 +187,7 @@ BRONZE_COINGECKO_MARKET_CHART: Final = Table(
             "The provisional 'now' point: last point of the series, before the window's end, fetched before the "
             "window ended",
         ),
-        ("raw", StringType(), True, "The point's entries as received, e.g. {\"prices\":[ms,number],...}"),
+        ("raw", StringType(), True, 'The point\'s entries as received, e.g. {"prices":[ms,number],...}'),
         ("source_url", StringType(), True, "Request URL (without API key)"),
         ("ingested_at", TimestamptzType(), True, "Time the payload was fetched (UTC)"),
     ),

@@ -73,11 +73,12 @@ class Supervisor:
                     "simulator",
                     [py, "-m", "streaming.simulator", "--port", str(s.simulator_port), "--mode", "synthetic",
                      "--symbols", ",".join(s.symbols), "--rate", str(s.simulator_rate),
-                     "--seed", str(s.simulator_seed)],
+                     "--seed", str(s.simulator_seed if s.simulator_seed is not None else int(time.time()))],
                     port=s.simulator_port,
                 )
             )  # fmt: skip
-        producer = [py, "-m", "streaming.producer"] + (["--live"] if self.live else [])
+        # Against the simulator (a new market each run) a checkpoint from an earlier run means nothing.
+        producer = [py, "-m", "streaming.producer"] + (["--live"] if self.live else ["--no-checkpoint"])
         services += [
             Service("producer", producer),
             Service(

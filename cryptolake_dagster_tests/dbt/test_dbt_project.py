@@ -25,7 +25,6 @@ from typing import Any
 
 import psutil
 import pyarrow as pa
-import pytest
 import yaml
 from dbt.cli.main import dbtRunner
 
@@ -182,11 +181,12 @@ def _java_processes_of(state_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def _dbt_build(settings: Settings, tmp_path: Path, dbt_vars: dict[str, str] | None = None) -> float:
+def _dbt_build(settings: Settings, tmp_path: Path, dbt_vars: dict[str, str] | None = None, *args: str) -> float:
     """``dbt build`` in a subprocess (own session, so its JVM can be stopped with it); returns seconds taken."""
     command = [str(DBT), "build", "--project-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target")]
     if dbt_vars:
         command += ["--vars", json.dumps(dbt_vars)]
+    command += args
     started = time.monotonic()
     proc = subprocess.Popen(
         command, cwd=tmp_path, env={**os.environ, **dbt_env(settings)}, start_new_session=True,
@@ -219,7 +219,7 @@ def _by_key(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 
 def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path / "state")
+    settings = Settings(state_dir=tmp_path / "state", spark_shuffle_partitions=1)  # tiny data: one task per stage
     prepare_spark_environment(settings)  # catalog tables, namespaces and registered tables
     catalog = get_catalog(settings)
     silver = catalog.load_table(SILVER_OHLCV_1M.identifier)
@@ -269,7 +269,7 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
 
     # 2. the partition window of 2024-03-02 (what Dagster passes): only hours starting in it are rebuilt
     day = {"min_date": "2024-03-02 00:00:00", "max_date": "2024-03-03 00:00:00"}
-    timings.append(_dbt_build(settings, tmp_path, day))
+    timings.append(_dbt_build(settings, tmp_path, day, "--select", "fct_ohlcv_1h"))  # the model and its tests
     second = _by_key(_gold_rows(settings, FCT))
     in_day = {k for k in expected_v2 if k[3] >= datetime(2024, 3, 2, tzinfo=UTC)}
     assert {k: second[k] for k in in_day} == {k: expected_v2[k] for k in in_day}  # updated and inserted hours
@@ -282,7 +282,7 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
     # 3. an overlapping, unaligned window (ISO 'T' / 'Z'): the whole 23:00 hour is rebuilt, the overlap is
     #    recomputed to identical values (idempotent merge), nothing is duplicated
     overlap = {"min_date": "2024-03-01T23:30:00Z", "max_date": "2024-03-02T02:30:00Z"}
-    timings.append(_dbt_build(settings, tmp_path, overlap))
+    timings.append(_dbt_build(settings, tmp_path, overlap, "--select", "fct_ohlcv_1h"))
     third = _by_key(_gold_rows(settings, FCT))
     assert third == expected_v2
     assert {k: third[k] for k in in_day} == {k: second[k] for k in in_day}

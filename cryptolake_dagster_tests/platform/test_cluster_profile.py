@@ -9,6 +9,7 @@ service fails here rather than in a container.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,6 @@ def _dockerfile_args(path: Path) -> dict[str, str]:
 
 def _cluster_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
     """Settings exactly as the container builds them: from this environment only (no .env file, no test state)."""
-    import os
-
     for key in list(os.environ):
         if key.startswith(PREFIX):
             monkeypatch.delenv(key)
@@ -114,11 +113,11 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
-def _service_host_port(services: dict[str, dict[str, Any]], url: str, default_port: int | None = None) -> None:
-    """The host of ``url`` is a compose service (docker DNS name)."""
+def _service_host_port(services: dict[str, dict[str, Any]], url: str) -> None:
+    """``url`` (or ``host:port``) names a compose service (its docker DNS name) and a port."""
     parsed = urlparse(url if "://" in url else f"tcp://{url}")
     assert parsed.hostname in services, f"{url}: host {parsed.hostname!r} is not a compose service"
-    assert parsed.port or default_port, f"{url}: no port"
+    assert parsed.port, f"{url}: no port"
 
 
 # --- the CryptoLake services ------------------------------------------------------------------------------------
@@ -141,9 +140,7 @@ def test_every_cryptolake_service_sets_the_cluster_profile_and_only_real_setting
     unknown = [k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in Settings.model_fields]
     assert not unknown, f"{name}: CRYPTOLAKE_* keys that are not Settings fields: {unknown}"
     foreign = [
-        k
-        for k in env
-        if not k.startswith(PREFIX) and k not in LIBRARY_KEYS and not PYICEBERG_CATALOG_KEY.fullmatch(k)
+        k for k in env if not k.startswith(PREFIX) and k not in LIBRARY_KEYS and not PYICEBERG_CATALOG_KEY.fullmatch(k)
     ]
     assert not foreign, f"{name}: unexpected non-CryptoLake keys: {foreign}"
 
@@ -309,8 +306,8 @@ def test_images_match_the_driver_versions() -> None:
 def test_extra_jar_and_conf_dir_are_where_the_app_image_puts_them(services) -> None:
     dockerfile = APP_DOCKERFILE.read_text(encoding="utf-8")
     jar = _env(services["bronze-writer"])["CRYPTOLAKE_SPARK_EXTRA_JARS"]
-    assert re.search(rf"^ADD .*iceberg-aws-bundle-\$\{{ICEBERG_VERSION\}}\.jar\s*\\\n\s*{re.escape(jar)}\s*$",
-                     dockerfile, flags=re.MULTILINE), f"app.Dockerfile does not download the AWS bundle to {jar}"  # fmt: skip
+    download = rf"^ADD .*iceberg-aws-bundle-\$\{{ICEBERG_VERSION\}}\.jar\s*\\\n\s*{re.escape(jar)}\s*$"
+    assert re.search(download, dockerfile, flags=re.MULTILINE), f"app.Dockerfile does not put the AWS bundle at {jar}"
     workdir = re.search(r"^WORKDIR\s+(\S+)", dockerfile, flags=re.MULTILINE)[1]
     conf_dir = re.search(r"SPARK_CONF_DIR=(\S+)", dockerfile)[1]
     assert Path(conf_dir).relative_to(workdir) == SPARK_DEFAULTS.parent.relative_to(REPO_ROOT)
@@ -375,7 +372,12 @@ def test_dagster_instance_uses_postgres_from_the_compose_environment(services) -
     assert result.success, result.errors
     db = instance["storage"]["postgres"]["postgres_db"]
     env_keys = {value["env"] for value in db.values() if isinstance(value, dict)}
-    assert env_keys == {"DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB"}
+    assert env_keys == {
+        "DAGSTER_POSTGRES_HOST",
+        "DAGSTER_POSTGRES_USER",
+        "DAGSTER_POSTGRES_PASSWORD",
+        "DAGSTER_POSTGRES_DB",
+    }
     postgres = _env(services["postgres"])
     for name in DAGSTER_SERVICES:
         env = _env(services[name])

@@ -11,7 +11,8 @@
     {%- if not value -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set iso = '^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$' -%}
+    {%- set d = '[0-9]' -%}
+    {%- set iso = '^D{4}-D{2}-D{2}([ T]D{2}:D{2}(:D{2}([.]D{1,6})?)?)?(Z|[+-]D{2}:D{2})?$' | replace('D', d) -%}
     {%- if not modules.re.match(iso, value) -%}
         {{ exceptions.raise_compiler_error("var " ~ name ~ "=" ~ value ~ " is not an ISO date or timestamp") }}
     {%- endif -%}

@@ -123,6 +123,7 @@ class BronzeWriter:
                 if pending and (len(pending) >= max_rows or time.monotonic() - batch_started >= interval):
                     self.commit(pending)
                     pending = []
+                    last_message = time.monotonic()  # time spent committing is not idle time
                 if not pending:
                     batch_started = time.monotonic()
                 if max_idle_s is not None and time.monotonic() - last_message > max_idle_s:

@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ws-url", help="spot WebSocket base URL, e.g. ws://127.0.0.1:9443 (simulator)")
     parser.add_argument("--rest-url", help="spot REST base URL used for gap repair")
     parser.add_argument("--live", action="store_true", help="connect to live Binance instead of the simulator")
+    parser.add_argument(
+        "--no-checkpoint", action="store_true", help="do not resume from / write <state dir>/producer_checkpoint.json"
+    )
     parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
     return parser.parse_args(argv)
 
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     wait_until_ready(bootstrap)
     ensure_topics(bootstrap, platform_topics(settings), settings.kafka_replication_factor)
-    producer = TradeProducer(settings, bootstrap)
+    checkpoint = None if args.no_checkpoint else settings.state_dir / "producer_checkpoint.json"
+    producer = TradeProducer(settings, bootstrap, checkpoint_file=checkpoint)
     log.info("producer starting", symbols=settings.symbols, markets=settings.markets, bootstrap=bootstrap)
 
     async def _run() -> None:

@@ -35,19 +35,26 @@ class AggTradesClient:
         self._spent = 0
         self.requests = 0
 
-    def trades(self, symbol: str, from_id: int, to_id: int) -> Iterator[dict[str, Any]]:
-        """Yield REST aggTrade items with ids in [from_id, to_id], in id order, each with ``s`` set."""
+    def trades(self, symbol: str, from_id: int, to_id: int | None) -> Iterator[dict[str, Any]]:
+        """Yield REST aggTrade items with ids in [from_id, to_id] (to the newest if ``to_id`` is None), in order,
+        each with ``s`` set."""
         next_id = from_id
-        while next_id <= to_id:
+        while to_id is None or next_id <= to_id:
             page = self._get(symbol, next_id)
             if not page:
+                if to_id is None:
+                    return
                 raise GapRepairError(f"{symbol}: REST returned no trades from id {next_id} (wanted to {to_id})")
+            advanced = False
             for item in page:
-                if item["a"] > to_id:
+                if to_id is not None and item["a"] > to_id:
                     return
                 if item["a"] >= next_id:
                     yield {**item, "s": symbol}
                     next_id = item["a"] + 1
+                    advanced = True
+            if not advanced:
+                return
 
     def _get(self, symbol: str, from_id: int) -> list[dict[str, Any]]:
         for attempt in range(8):

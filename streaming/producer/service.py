@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import websockets
 from websockets.asyncio.client import connect
@@ -21,6 +22,7 @@ from cryptolake.contract import ContractError, Market, Source, normalize_binance
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
 from streaming.connectors.binance import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
+from streaming.producer.checkpoint import load_checkpoint, save_checkpoint
 from streaming.producer.gap_repair import AggTradesClient, GapRepairError
 from streaming.sinks.kafka_producer import TradeKafkaSink
 
@@ -38,16 +40,32 @@ class ProducerCounters:
     repair_failures: int = 0
     reconnects: int = 0
     connections: int = 0
+    unrepaired_gaps: int = 0
+    tail_checks: int = 0
     last_ids: dict[str, int] = field(default_factory=dict)
+    last_seen: dict[str, float] = field(default_factory=dict)
 
 
 class TradeProducer:
     """Owns the WebSocket connections for the configured markets and symbols and one Kafka sink."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, source: Source = "ws") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap_servers: str,
+        source: Source = "ws",
+        checkpoint_file: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.sink = TradeKafkaSink(bootstrap_servers, settings)
         self.counters = ProducerCounters()
+        self._checkpoint_file = checkpoint_file
+        if checkpoint_file is not None:
+            restored = load_checkpoint(checkpoint_file)
+            self.counters.last_ids.update(restored)
+            self.sink.delivered_ids.update(restored)
+            if restored:
+                log.info("resuming from checkpoint; gaps since then are repaired over REST", last_ids=restored)
         self._source = source
         self._symbols = frozenset(settings.symbols)
         self._stop = asyncio.Event()
@@ -71,6 +89,7 @@ class TradeProducer:
     async def run(self, progress_every_s: float = 10.0) -> None:
         tasks = [asyncio.create_task(self._connection_loop(endpoint)) for endpoint in self._endpoints]
         tasks.append(asyncio.create_task(self._progress(progress_every_s)))
+        tasks.append(asyncio.create_task(self._tail_checks()))
         try:
             await self._stop.wait()
         finally:
@@ -78,19 +97,43 @@ class TradeProducer:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             undelivered = await asyncio.to_thread(self.sink.flush, 10.0)
+            self._save_checkpoint()
             log.info("producer stopped", undelivered=undelivered, **self._summary())
+
+    def _save_checkpoint(self) -> None:
+        if self._checkpoint_file is not None:
+            save_checkpoint(self._checkpoint_file, self.sink.delivered_ids)
 
     async def _progress(self, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
             self.sink.poll(0)
+            self._save_checkpoint()
             log.info("producer progress", **self._summary())
+
+    async def _tail_checks(self) -> None:
+        """Ask REST for trades after the last id of every symbol that has been silent for a while.
+
+        A gap is normally revealed by the next trade; trades lost at the very end of a burst (or just before a
+        quiet period) have no next trade, so they are fetched here.
+        """
+        interval = self.settings.producer_tail_check_s
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for key, last in list(self.counters.last_ids.items()):
+                if now - self.counters.last_seen.get(key, 0.0) < interval:
+                    continue
+                market, symbol = key.split(":", 1)
+                self.counters.tail_checks += 1
+                await self._repair(market, symbol, last + 1, None)  # type: ignore[arg-type]
 
     def _summary(self) -> dict[str, int]:
         c, s = self.counters, self.sink.counters
         return {
             "trades": c.trades, "delivered": s.delivered, "delivery_failed": s.delivery_failed,
             "dead_lettered": s.dead_lettered, "gaps": c.gaps, "repaired": c.repaired, "reconnects": c.reconnects,
+            "unrepaired_gaps": c.unrepaired_gaps,
         }  # fmt: skip
 
     async def _connection_loop(self, endpoint: StreamEndpoint) -> None:
@@ -136,17 +179,27 @@ class TradeProducer:
             self.sink.dead_letter(text, exc.reason, exc.detail, source=f"{market}:ws")
             return
         key = f"{market}:{trade.symbol}"
+        self.counters.last_seen[key] = time.monotonic()
         last = self.counters.last_ids.get(key)
         if last is not None and trade.agg_trade_id > last + 1:
             await self._repair(market, trade.symbol, last + 1, trade.agg_trade_id - 1)
         self.sink.publish(trade)
         self.counters.trades += 1
-        if last is None or trade.agg_trade_id > last:
+        if trade.agg_trade_id > self.counters.last_ids.get(key, -1):
             self.counters.last_ids[key] = trade.agg_trade_id
 
-    async def _repair(self, market: Market, symbol: str, from_id: int, to_id: int) -> None:
-        self.counters.gaps += 1
-        log.info("gap detected, repairing from REST", market=market, symbol=symbol, from_id=from_id, to_id=to_id)
+    async def _repair(self, market: Market, symbol: str, from_id: int, to_id: int | None) -> None:
+        if to_id is not None:
+            self.counters.gaps += 1
+            if to_id - from_id + 1 > self.settings.producer_max_gap_repair:
+                self.counters.unrepaired_gaps += 1
+                log.error(
+                    "gap too large to repair over REST; backfill it in batch",
+                    market=market, symbol=symbol, from_id=from_id, to_id=to_id,
+                    limit=self.settings.producer_max_gap_repair,
+                )  # fmt: skip
+                return
+            log.info("gap detected, repairing from REST", market=market, symbol=symbol, from_id=from_id, to_id=to_id)
         try:
             items = await asyncio.to_thread(lambda: list(self._rest[market].trades(symbol, from_id, to_id)))
         except GapRepairError as exc:
@@ -163,3 +216,8 @@ class TradeProducer:
                 continue
             self.sink.publish(trade)
             self.counters.repaired += 1
+            key = f"{market}:{symbol}"
+            if trade.agg_trade_id > self.counters.last_ids.get(key, -1):
+                self.counters.last_ids[key] = trade.agg_trade_id
+        if items and to_id is None:
+            log.info("tail check found trades the stream missed", market=market, symbol=symbol, count=len(items))

@@ -37,13 +37,11 @@ import argparse
 import hashlib
 import json
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -107,9 +105,12 @@ class SyntheticMarketData:
         phase2 = _unit(self.seed, coin, kind, "phase2") * 2 * math.pi
         days = t_ms / DAY_MS
         noise = _unit(self.seed, coin, kind, t_ms) - 0.5
-        return 1 + 0.12 * math.sin(2 * math.pi * days / 41 + phase1) + 0.03 * math.sin(
-            2 * math.pi * days / 1.7 + phase2
-        ) + 0.006 * noise
+        return (
+            1
+            + 0.12 * math.sin(2 * math.pi * days / 41 + phase1)
+            + 0.03 * math.sin(2 * math.pi * days / 1.7 + phase2)
+            + 0.006 * noise
+        )
 
     def price_text(self, coin: str, t_ms: int) -> str:
         spec = self.spec(coin)
@@ -285,9 +286,13 @@ class BatchSourcesServer:
             if with_now:
                 volumes = volumes[:-1]
         arrays = {"prices": prices, "market_caps": caps, "total_volumes": volumes}
-        body = "{" + ",".join(
-            f'"{name}":[' + ",".join(f"[{t},{text}]" for t, text in points) + "]" for name, points in arrays.items()
-        ) + "}"
+        body = (
+            "{"
+            + ",".join(
+                f'"{name}":[' + ",".join(f"[{t},{text}]" for t, text in points) + "]" for name, points in arrays.items()
+            )
+            + "}"
+        )
         return _Reply(200, body, {})
 
     def _fear_greed(self, query: dict[str, str]) -> _Reply:
@@ -318,7 +323,7 @@ class BatchSourcesServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            def do_GET(self) -> None:
                 reply = server.handle(self.path, {k.lower(): v for k, v in self.headers.items()})
                 data = reply.body.encode()
                 self.send_response(reply.status)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -33,6 +35,8 @@ class TradeKafkaSink:
     def __init__(self, bootstrap_servers: str, settings: Settings, **config_overrides: object) -> None:
         self._producer = Producer(producer_config(bootstrap_servers, settings, **config_overrides))
         self.counters = SinkCounters()
+        # Highest acknowledged aggregate id per "market:symbol" — what the producer checkpoints.
+        self.delivered_ids: dict[str, int] = {}
 
     def topic(self, trade: Trade) -> str:
         return TRADES_TOPIC
@@ -41,8 +45,17 @@ class TradeKafkaSink:
         return trade.key
 
     def publish(self, trade: Trade) -> None:
-        self._produce(self.topic(trade), self.key(trade), trade.to_json_bytes())
+        self._produce(
+            self.topic(trade),
+            self.key(trade),
+            trade.to_json_bytes(),
+            on_delivered=partial(self._record_delivered, f"{trade.market}:{trade.symbol}", trade.agg_trade_id),
+        )
         self.counters.produced += 1
+
+    def _record_delivered(self, stream_key: str, agg_trade_id: int) -> None:
+        if agg_trade_id > self.delivered_ids.get(stream_key, -1):
+            self.delivered_ids[stream_key] = agg_trade_id
 
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, source: str) -> None:
         """Route a message that could not be normalized to the DLQ with its reason and the raw text."""
@@ -58,24 +71,36 @@ class TradeKafkaSink:
         self.counters.dead_lettered += 1
         self.counters.dead_letter_reasons[reason] = self.counters.dead_letter_reasons.get(reason, 0) + 1
 
-    def _produce(self, topic: str, key: bytes, value: bytes, headers: dict[str, str] | None = None) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: dict[str, str] | None = None,
+        on_delivered: Callable[[], None] | None = None,
+    ) -> None:
+        callback = partial(self._on_delivery, on_delivered)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.1)
         self._producer.poll(0)
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def _on_delivery(self, on_delivered: Callable[[], None] | None, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.counters.delivered += 1
+            if on_delivered is not None:
+                on_delivered()
             return
         self.counters.delivery_failed += 1
         log.error("delivery failed", topic=msg.topic(), key=msg.key(), error=str(err), retriable=err.retriable())
-        if err.retriable() or not err.fatal():
-            # librdkafka already retried message.send.max.retries times: try once more from the top.
-            self._producer.produce(msg.topic(), value=msg.value(), key=msg.key(), on_delivery=self._on_delivery)
+        if not err.fatal():
+            # librdkafka already retried message.send.max.retries times: queue it again from the top.
+            self._producer.produce(
+                msg.topic(), value=msg.value(), key=msg.key(), on_delivery=partial(self._on_delivery, on_delivered)
+            )
 
     def poll(self, timeout: float = 0) -> None:
         self._producer.poll(timeout)

@@ -31,7 +31,9 @@ BRONZE_COINGECKO_MARKET_CHART_KEY = table_key(BRONZE_COINGECKO_MARKET_CHART)
 BRONZE_FEAR_GREED_KEY = table_key(BRONZE_FEAR_GREED)
 BRONZE_BINANCE_KLINES_KEY = table_key(BRONZE_BINANCE_KLINES)
 
-DAILY_SOURCE_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=49), warn_window=timedelta(hours=25))
+DAILY_SOURCE_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=49), warn_window=timedelta(hours=25)
+)
 SOURCE_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL)
 
 
@@ -91,7 +93,7 @@ def bronze_coingecko_market_chart(
     spark = pyspark.spark_session
     frame = rows_frame(spark, BRONZE_COINGECKO_MARKET_CHART, rows)
     condition = f"day >= {sql_date(days[0])} AND day <= {sql_date(days[-1])}"
-    overwrite_window(spark, BRONZE_COINGECKO_MARKET_CHART, frame, condition, context.run_id)
+    overwrite_window(spark, BRONZE_COINGECKO_MARKET_CHART, frame, condition, context.run.run_id)
     context.log.info(f"replaced {len(days)} day(s) of {BRONZE_COINGECKO_MARKET_CHART.identifier}: {len(rows)} rows")
     return dg.MaterializeResult(
         metadata={
@@ -105,7 +107,7 @@ def bronze_coingecko_market_chart(
             "charts_with_uneven_arrays": dg.MetadataValue.int(lengths_mismatch),
             **_request_metadata(client),
             "iceberg_snapshot_id": dg.MetadataValue.text(
-                snapshot_id(iceberg.catalog(), BRONZE_COINGECKO_MARKET_CHART, context.run_id)
+                snapshot_id(iceberg.catalog(), BRONZE_COINGECKO_MARKET_CHART, context.run.run_id)
             ),
         }
     )
@@ -188,7 +190,7 @@ def bronze_binance_klines(
         start = max(start, datetime.combine(first_day, datetime.min.time(), tzinfo=UTC))
     if start >= end:
         context.log.info(f"partition is before klines start_date {first_day}: nothing fetched, table untouched")
-        return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(0), "skipped": True})
+        return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(0), "skipped": dg.MetadataValue.bool(True)})
     clients = []
     rows = []
     for market in binance_klines.markets:
@@ -223,7 +225,7 @@ def bronze_binance_klines(
     spark = pyspark.spark_session
     frame = rows_frame(spark, BRONZE_BINANCE_KLINES, rows)
     condition = f"open_time >= {sql_timestamp(start)} AND open_time < {sql_timestamp(end)}"
-    overwrite_window(spark, BRONZE_BINANCE_KLINES, frame, condition, context.run_id)
+    overwrite_window(spark, BRONZE_BINANCE_KLINES, frame, condition, context.run.run_id)
     per_interval = {
         interval: dg.MetadataValue.int(sum(r["interval"] == interval for r in rows))
         for interval in binance_klines.intervals
@@ -235,7 +237,7 @@ def bronze_binance_klines(
             "open_bars": dg.MetadataValue.int(sum(not r["is_closed"] for r in rows)),
             **_request_metadata(*clients),
             "iceberg_snapshot_id": dg.MetadataValue.text(
-                snapshot_id(iceberg.catalog(), BRONZE_BINANCE_KLINES, context.run_id)
+                snapshot_id(iceberg.catalog(), BRONZE_BINANCE_KLINES, context.run.run_id)
             ),
         }
     )

@@ -241,9 +241,7 @@ class CoinGeckoClient:
 
     def market_chart(self, coin_id: str, days: int | str) -> MarketChart:
         """The last ``days`` days up to now; the series' last point is always the intraday "now" point."""
-        response = self.http.get_json(
-            f"coins/{coin_id}/market_chart", {"vs_currency": self.vs_currency, "days": days}
-        )
+        response = self.http.get_json(f"coins/{coin_id}/market_chart", {"vs_currency": self.vs_currency, "days": days})
         points = parse_market_chart(response.payload, last_point_is_intraday=True)
         return self._chart(coin_id, points, response.payload, response.url, response.fetched_at)
 

@@ -1,0 +1,168 @@
+"""Silver assets of the batch sources (Spark MERGE), one UTC day per partition; a backfill runs as one MERGE.
+
+**silver.daily_prices — the rule.** One row per coin and UTC day D. Among the Bronze points of D's window
+(``bronze.coingecko_market_chart`` partition D, i.e. ``D 00:00 <= point_time <= D+1 00:00``) that carry a price,
+the row takes the **last point at or before 00:00 UTC of the next day** (greatest ``point_time``; on a tie a final
+point beats a provisional one). Its market cap and volume are the values at that same timestamp (null when
+CoinGecko's shorter arrays have none there).
+
+CoinGecko ends a series that reaches "now" with an intraday point. Bronze flags it (``is_intraday_last_point``)
+only when D's window had not ended when fetched, so it can only ever count for the day that was *today* then:
+Silver copies it with ``is_provisional = true``. When D's Bronze partition is fetched again after D+1 00:00 the
+series contains the real point at (or just before) D+1 00:00, which then wins and replaces the provisional row. The
+day's close therefore needs one Bronze run after midnight (e.g. run yesterday's partition early each day).
+
+The MERGE only rewrites rows whose values changed (``updated_at`` moves only then), inserts new ones and deletes
+rows of the window with no source row, so re-running a partition converges and an unchanged re-run changes
+nothing.
+"""
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from cryptolake.tables import (
+    BRONZE_COINGECKO_MARKET_CHART,
+    BRONZE_FEAR_GREED,
+    SILVER_DAILY_PRICES,
+    SILVER_FEAR_GREED,
+)
+from cryptolake_dagster.asset_keys import table_key
+from cryptolake_dagster.defs.sources.assets import BRONZE_COINGECKO_MARKET_CHART_KEY, BRONZE_FEAR_GREED_KEY
+from cryptolake_dagster.defs.sources.clients import days_in
+from cryptolake_dagster.defs.sources.lake import merge_window, snapshot_id, sql_date
+from cryptolake_dagster.partitions import daily_partitions
+from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
+
+SILVER_DAILY_PRICES_KEY = table_key(SILVER_DAILY_PRICES)
+SILVER_FEAR_GREED_KEY = table_key(SILVER_FEAR_GREED)
+
+DAILY_SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=50), warn_window=timedelta(hours=26)
+)
+DAILY_PRICE_VALUES = ("price_usd", "market_cap_usd", "volume_usd", "point_time", "is_provisional")
+FEAR_GREED_VALUES = ("value", "classification")
+
+
+def daily_prices_query(first: date, last: date) -> str:
+    """One row per (coin_id, day) for days ``first..last`` following the module's documented rule."""
+    return f"""
+    SELECT coin_id, day, price_usd, market_cap_usd, volume_usd, point_time, is_provisional FROM (
+        SELECT
+            coin_id, day,
+            price AS price_usd,
+            market_cap AS market_cap_usd,
+            total_volume AS volume_usd,
+            point_time,
+            is_intraday_last_point AS is_provisional,
+            row_number() OVER (
+                PARTITION BY coin_id, day
+                ORDER BY point_time DESC, is_intraday_last_point ASC, ingested_at DESC
+            ) AS rank
+        FROM {BRONZE_COINGECKO_MARKET_CHART.identifier}
+        WHERE day >= {sql_date(first)} AND day <= {sql_date(last)}
+          AND vs_currency = 'usd'
+          AND price IS NOT NULL
+          AND point_time >= CAST(day AS TIMESTAMP)
+          AND point_time <= CAST(date_add(day, 1) AS TIMESTAMP)
+          AND (NOT is_intraday_last_point OR to_date(point_time) = day)
+    ) WHERE rank = 1
+    """
+
+
+def fear_greed_query(first: date, last: date) -> str:
+    return f"""
+    SELECT day, value, classification FROM (
+        SELECT day, value, classification,
+               row_number() OVER (PARTITION BY day ORDER BY timestamp DESC, ingested_at DESC) AS rank
+        FROM {BRONZE_FEAR_GREED.identifier}
+        WHERE day >= {sql_date(first)} AND day <= {sql_date(last)}
+    ) WHERE rank = 1
+    """
+
+
+@dg.asset(
+    key=SILVER_DAILY_PRICES_KEY,
+    deps=[BRONZE_COINGECKO_MARKET_CHART_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="silver",
+    kinds={"spark", "iceberg"},
+    description=SILVER_DAILY_PRICES.description,
+    freshness_policy=DAILY_SILVER_FRESHNESS,
+    metadata={"table": SILVER_DAILY_PRICES.identifier},
+)
+def silver_daily_prices(
+    context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
+) -> dg.MaterializeResult:
+    """Daily coin prices for the partition's day(s) from Bronze CoinGecko points (MERGE: re-runs converge)."""
+    start, end = context.partition_time_window
+    days = days_in(start, end)
+    spark = pyspark.spark_session
+    batch = spark.sql(daily_prices_query(days[0], days[-1])).cache()
+    window = f"t.day >= {sql_date(days[0])} AND t.day <= {sql_date(days[-1])}"
+    merge_window(
+        spark,
+        SILVER_DAILY_PRICES,
+        batch,
+        ["coin_id", "day"],
+        window,
+        "silver_daily_prices_batch",
+        compare=DAILY_PRICE_VALUES,
+        touch="updated_at",
+    )
+    stats = batch.selectExpr(
+        "count(*) AS rows", "count(DISTINCT coin_id) AS coins", "count_if(is_provisional) AS provisional"
+    ).first()
+    batch.unpersist()
+    context.log.info(f"merged {stats['rows']} daily prices for {len(days)} day(s) from {days[0]}")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(int(stats["rows"])),
+            "coins": dg.MetadataValue.int(int(stats["coins"])),
+            "provisional_rows": dg.MetadataValue.int(int(stats["provisional"])),
+            "days": dg.MetadataValue.int(len(days)),
+            "iceberg_snapshot_id": dg.MetadataValue.text(snapshot_id(iceberg.catalog(), SILVER_DAILY_PRICES)),
+        }
+    )
+
+
+@dg.asset(
+    key=SILVER_FEAR_GREED_KEY,
+    deps=[BRONZE_FEAR_GREED_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="silver",
+    kinds={"spark", "iceberg"},
+    description=SILVER_FEAR_GREED.description,
+    freshness_policy=DAILY_SILVER_FRESHNESS,
+    metadata={"table": SILVER_FEAR_GREED.identifier},
+)
+def silver_fear_greed(
+    context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
+) -> dg.MaterializeResult:
+    """The Fear & Greed value per UTC day of the partition's day(s) (MERGE: re-runs converge)."""
+    start, end = context.partition_time_window
+    days = days_in(start, end)
+    spark = pyspark.spark_session
+    batch = spark.sql(fear_greed_query(days[0], days[-1])).cache()
+    window = f"t.day >= {sql_date(days[0])} AND t.day <= {sql_date(days[-1])}"
+    merge_window(
+        spark,
+        SILVER_FEAR_GREED,
+        batch,
+        ["day"],
+        window,
+        "silver_fear_greed_batch",
+        compare=FEAR_GREED_VALUES,
+        touch="updated_at",
+    )
+    rows = batch.count()
+    batch.unpersist()
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(rows),
+            "days": dg.MetadataValue.int(len(days)),
+            "iceberg_snapshot_id": dg.MetadataValue.text(snapshot_id(iceberg.catalog(), SILVER_FEAR_GREED)),
+        }
+    )
