@@ -11,6 +11,7 @@ the working directory). ``.env.example`` documents every key. Two profiles share
 from __future__ import annotations
 
 import json
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -135,6 +136,20 @@ class Settings(BaseSettings):
         None, description="Seed of the synthetic market. Empty: a new seed per run (aggregate ids never collide)."
     )
 
+    # --- Batch sources ---------------------------------------------------------------------------------------
+    coingecko_base_url: str | None = Field(
+        None, description="CoinGecko API base (…/api/v3). Empty: live API with --live, else the local server."
+    )
+    coingecko_api_key: str | None = Field(None, description="Optional CoinGecko demo API key (x-cg-demo-api-key).")
+    fear_greed_base_url: str | None = Field(
+        None, description="Alternative.me base URL. Empty: live API with --live, else the local server."
+    )
+    batch_sources_port: int = Field(9445, description="Port of the local CoinGecko / Fear & Greed server.")
+    klines_start_date: date | None = Field(None, description="Binance klines history starts here (YYYY-MM-DD).")
+    klines_intervals: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1d", "1h"], description="Kline intervals to ingest, comma separated."
+    )
+
     # --- Bronze writer ---------------------------------------------------------------------------------------
     bronze_commit_interval_s: float = Field(30.0, gt=0, description="Seconds between Bronze commits.")
     bronze_max_batch_rows: int = Field(200_000, ge=1, description="Rows that force an early Bronze commit.")
@@ -146,7 +161,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, description="Streamlit port.")
     dagster_port: int = Field(3000, description="Dagster webserver port.")
 
-    _split = field_validator("spark_extra_jars", "symbols", "markets", mode="before")(_split_list)
+    _split = field_validator("spark_extra_jars", "symbols", "markets", "klines_intervals", mode="before")(_split_list)
 
     @field_validator("symbols")
     @classmethod

@@ -77,6 +77,14 @@ class Supervisor:
                     port=s.simulator_port,
                 )
             )  # fmt: skip
+        if not self.live and not (s.coingecko_base_url and s.fear_greed_base_url):
+            services.append(
+                Service(
+                    "batch-sources",
+                    [py, "-m", "streaming.simulator.batch_sources", "--port", str(s.batch_sources_port)],
+                    port=s.batch_sources_port,
+                )
+            )
         # Against the simulator (a new market each run) a checkpoint from an earlier run means nothing.
         producer = [py, "-m", "streaming.producer"] + (["--live"] if self.live else ["--no-checkpoint"])
         services += [

@@ -2,8 +2,9 @@
 
 The build test writes Silver 1-minute bars with pyiceberg, runs ``dbt build`` (dbt-spark session mode, its own
 Spark JVM) in a subprocess, reads ``gold.fct_ohlcv_1h`` back with pyiceberg and compares every column with an
-exact recomputation in Python ``Decimal``: first a full build, then partition-window runs (vars min_date /
-max_date) that must update changed hours inside the window, leave hours outside it alone, and be idempotent.
+exact recomputation in Python ``Decimal``: a first build (which builds everything, vars or not), then a build with
+an overlapping partition window (vars min_date / max_date) after Silver changed: hours starting in the window are
+recomputed in full (changed ones updated, new ones inserted, unchanged ones identical), all others left alone.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DIM = "gold.dim_symbol"
 KEY = ("exchange", "market", "symbol", "hour")
 E8 = Decimal("1e-8")
 DBT = Path(sys.executable).parent / "dbt"  # the console script beside this interpreter (PATH may lack the venv)
+BUILD_TIMEOUT_S = 480  # ~30 s on an idle 2-core machine; far more when other Spark JVMs share the cores
 
 
 # --- profile and parse ------------------------------------------------------------------------------------------
@@ -66,6 +68,15 @@ def test_profile_carries_the_platform_spark_settings(tmp_path: Path) -> None:
     assert write_dbt_profile(settings) == directory and path.stat().st_mtime_ns == mtime  # unchanged: not rewritten
 
 
+def test_profile_values_with_jinja_delimiters_stay_literal() -> None:
+    from dbt.clients.jinja import get_rendered
+
+    from cryptolake.lakehouse.dbt_profile import _jinja_literal
+
+    for value in ("pa{{ss}}", "x{%y", "p#{#q", "file:///tmp/w", "false", "1g"):
+        assert str(get_rendered(_jinja_literal(value), {}, native=True)) == value  # as dbt renders profiles.yml
+
+
 def test_dbt_parse(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state")
     profiles = write_dbt_profile(settings)
@@ -86,9 +97,11 @@ def test_dbt_parse(tmp_path: Path) -> None:
     fct = models["fct_ohlcv_1h"]["config"]
     assert (fct["file_format"], fct["incremental_strategy"], fct["unique_key"]) == ("iceberg", "merge", list(KEY))
     tests = {n["name"] for n in nodes.values() if n["resource_type"] == "test"}
-    assert any(t.startswith("unique_combination_fct_ohlcv_1h") for t in tests)
-    assert any(t.startswith("ohlc_bounds_fct_ohlcv_1h") for t in tests)
-    assert "assert_fct_ohlcv_1h_consistent" in tests
+    assert tests == {
+        "not_null_fct_ohlcv_1h_exchange", "not_null_fct_ohlcv_1h_market", "not_null_fct_ohlcv_1h_symbol",
+        "not_null_fct_ohlcv_1h_hour", "unique_fct_ohlcv_1h_grain", "ohlc_bounds_fct_ohlcv_1h",
+        "assert_fct_ohlcv_1h_consistent", "not_null_dim_symbol_symbol", "unique_dim_symbol_grain",
+    }  # fmt: skip
 
 
 # --- Silver test data and the independent recomputation ----------------------------------------------------------
@@ -155,17 +168,23 @@ def _expected_hours(bars: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any
     return expected
 
 
-def _change_minute(bars: list[dict[str, Any]], minute: datetime, symbol: str = "BTCUSDT") -> datetime:
-    """Make the first spot bar at or after ``minute`` a new hourly high with more volume; return its minute."""
-    bar = next(b for b in bars if b["symbol"] == symbol and b["market"] == "spot" and b["minute"] >= minute)
+def _change_minute(bars: list[dict[str, Any]], at_or_after: datetime, market: str, symbol: str) -> datetime:
+    """Make the instrument's first bar at or after ``at_or_after`` a new high with more volume; return its minute."""
+    bar = next(
+        b for b in bars if (b["market"], b["symbol"]) == (market, symbol) and b["minute"] >= at_or_after
+    )  # fmt: skip
     bar["high"] = bar["close"] = bar["high"] + Decimal("1000.12345678")
     bar["volume"] += Decimal("0.5")
     bar["buy_volume"] += Decimal("0.5")
     bar["quote_volume"] += Decimal("0.5") * bar["high"]
     bar["vwap"] = _vwap(bar["quote_volume"], bar["volume"])
     bar["trade_count"] += 1
-    bar["last_agg_trade_id"] += 1  # ids of the next minute are at least 1 higher
-    return bar["minute"].replace(minute=0)
+    bar["last_agg_trade_id"] += 1  # ids of the instrument's next minute are at least 1 higher
+    return bar["minute"]
+
+
+def _hour(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
 
 
 # --- dbt build ----------------------------------------------------------------------------------------------------
@@ -193,19 +212,22 @@ def _dbt_build(settings: Settings, tmp_path: Path, dbt_vars: dict[str, str] | No
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        output, _ = proc.communicate(timeout=240)
+        output, _ = proc.communicate(timeout=BUILD_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # our own dbt process group (dbt + its Spark JVM)
             proc.wait()
-    assert proc.returncode == 0, f"dbt build {dbt_vars or ''} failed:\n{output[-12_000:]}"
-    assert "ERROR=0" in output and "WARN=0" in output, output[-4_000:]
+    elapsed = time.monotonic() - started
     # the driver JVM exits with dbt (py4j's gateway watches its parent's pipe)
     deadline = time.monotonic() + 20
     while (alive := _java_processes_of(settings.state_dir.resolve())) and time.monotonic() < deadline:
         time.sleep(0.2)
+    for leftover in alive:  # started by our dbt subprocess (its command line names our temp state dir)
+        leftover.kill()
     assert not alive, f"Spark JVM(s) survived the dbt process: {[p.pid for p in alive]}"
-    return time.monotonic() - started
+    assert proc.returncode == 0, f"dbt build {dbt_vars or ''} failed:\n{output[-12_000:]}"
+    assert "ERROR=0" in output and "WARN=0" in output, output[-4_000:]
+    return elapsed
 
 
 def _gold_rows(settings: Settings, table: str) -> list[dict[str, Any]]:
@@ -224,12 +246,14 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
     catalog = get_catalog(settings)
     silver = catalog.load_table(SILVER_OHLCV_1M.identifier)
     arrow_schema = silver.schema().as_arrow()
-    bars = _silver_bars(seed=11)
+    bars = _silver_bars(seed=11)  # 2024-03-01 22:00 .. 2024-03-02 02:59 UTC
     silver.append(pa.Table.from_pylist(bars, schema=arrow_schema))
     timings = []
 
-    # 1. first run, no vars: every hour
-    timings.append(_dbt_build(settings, tmp_path))
+    # 1. First run, with the partition window of 2024-03-01 as Dagster passes it: the table does not exist yet, so
+    #    the model is not incremental and every hour is built (the window only restricts incremental runs).
+    day = {"min_date": "2024-03-01 00:00:00", "max_date": "2024-03-02 00:00:00"}
+    timings.append(_dbt_build(settings, tmp_path, day))
     gold = catalog.load_table(FCT)
     types = {f.name: str(f.field_type) for f in gold.schema().fields}
     assert types == {
@@ -241,51 +265,53 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
     }  # fmt: skip
     assert [(f.name, str(f.transform)) for f in gold.spec().fields] == [("hour_day", "day")]
     expected_v1 = _expected_hours(bars)
-    assert len(expected_v1) == 3 * 5
+    assert len(expected_v1) == 3 * 5  # 3 instruments x 5 hours, across the day boundary
     first = _by_key(_gold_rows(settings, FCT))
     assert first == expected_v1
-    dim = sorted((r["symbol"], r["exchange"], r["market"]) for r in _gold_rows(settings, DIM))
-    assert dim == [
-        ("BTCUSDT", "binance", "spot"),
-        ("BTCUSDT", "binance", "usdm_futures"),
-        ("ETHUSDT", "binance", "spot"),
-    ]
-
-    # Silver changes: one minute inside the day 2024-03-02, one before it, and a new hour inside it.
-    changed_inside = _change_minute(bars, datetime(2024, 3, 2, 1, 17, tzinfo=UTC))
-    changed_outside = _change_minute(bars, datetime(2024, 3, 1, 23, 40, tzinfo=UTC), symbol="ETHUSDT")
-    assert changed_outside == datetime(2024, 3, 1, 23, 0, tzinfo=UTC)
-    new_hour = datetime(2024, 3, 2, 3, 0, tzinfo=UTC)  # after the last generated minute (02:59)
-    extra = dict(bars[0], minute=new_hour + timedelta(minutes=5), first_agg_trade_id=9_000_000)
-    extra["last_agg_trade_id"] = 9_000_000
-    bars.append(extra)
-    new_key = (extra["exchange"], extra["market"], extra["symbol"], new_hour)
-    silver.overwrite(pa.Table.from_pylist(bars, schema=arrow_schema))
-    expected_v2 = _expected_hours(bars)
-    assert (
-        expected_v2[("binance", "spot", "BTCUSDT", changed_inside)]
-        != expected_v1[("binance", "spot", "BTCUSDT", changed_inside)]
+    dim = sorted((r["symbol"], r["exchange"], r["market"], r["first_seen_minute"]) for r in _gold_rows(settings, DIM))
+    assert dim == sorted(
+        (symbol, "binance", market, min(b["minute"] for b in bars if (b["market"], b["symbol"]) == (market, symbol)))
+        for market, symbol in (("spot", "BTCUSDT"), ("spot", "ETHUSDT"), ("usdm_futures", "BTCUSDT"))
     )
 
-    # 2. the partition window of 2024-03-02 (what Dagster passes): only hours starting in it are rebuilt
-    day = {"min_date": "2024-03-02 00:00:00", "max_date": "2024-03-03 00:00:00"}
-    timings.append(_dbt_build(settings, tmp_path, day, "--select", "fct_ohlcv_1h"))  # the model and its tests
-    second = _by_key(_gold_rows(settings, FCT))
-    in_day = {k for k in expected_v2 if k[3] >= datetime(2024, 3, 2, tzinfo=UTC)}
-    assert {k: second[k] for k in in_day} == {k: expected_v2[k] for k in in_day}  # updated and inserted hours
-    assert {k: v for k, v in second.items() if k not in in_day} == {
-        k: v for k, v in expected_v1.items() if k not in in_day
-    }  # hours before the window untouched, including the changed 23:00 hour
-    assert ("binance", "spot", "ETHUSDT", changed_outside) not in in_day
-    assert new_key not in first and second[new_key]["minute_count"] == 1
+    # Silver changes around the window [23:30, 02:30) of the next run.
+    lo, hi = datetime(2024, 3, 1, 23, 30, tzinfo=UTC), datetime(2024, 3, 2, 2, 30, tzinfo=UTC)
+    inside = _change_minute(bars, datetime(2024, 3, 2, 1, 17, tzinfo=UTC), "spot", "BTCUSDT")
+    before_lo = _change_minute(bars, datetime(2024, 3, 1, 23, 5, tzinfo=UTC), "spot", "ETHUSDT")
+    after_hi = _change_minute(bars, datetime(2024, 3, 2, 2, 35, tzinfo=UTC), "usdm_futures", "BTCUSDT")
+    outside = _change_minute(bars, datetime(2024, 3, 1, 22, 20, tzinfo=UTC), "spot", "BTCUSDT")
+    assert _hour(inside) == datetime(2024, 3, 2, 1, tzinfo=UTC)
+    assert _hour(before_lo) == _hour(lo) and before_lo < lo  # in the window's first hour, before its start
+    assert _hour(after_hi) == _hour(hi) and after_hi >= hi  # in the window's last hour, after its end
+    assert _hour(outside) == datetime(2024, 3, 1, 22, tzinfo=UTC)
+    new_symbol = dict(bars[0], symbol="SOLUSDT", minute=datetime(2024, 3, 2, 0, 5, tzinfo=UTC))  # insert in window
+    new_hour = dict(bars[0], minute=datetime(2024, 3, 2, 3, 5, tzinfo=UTC))  # a new hour after the window
+    for extra in (new_symbol, new_hour):
+        extra["first_agg_trade_id"] = extra["last_agg_trade_id"] = 9_000_000
+    bars += [new_symbol, new_hour]
+    silver.overwrite(pa.Table.from_pylist(bars, schema=arrow_schema))
+    expected_v2 = _expected_hours(bars)
 
-    # 3. an overlapping, unaligned window (ISO 'T' / 'Z'): the whole 23:00 hour is rebuilt, the overlap is
-    #    recomputed to identical values (idempotent merge), nothing is duplicated
-    overlap = {"min_date": "2024-03-01T23:30:00Z", "max_date": "2024-03-02T02:30:00Z"}
-    timings.append(_dbt_build(settings, tmp_path, overlap, "--select", "fct_ohlcv_1h"))
-    third = _by_key(_gold_rows(settings, FCT))
-    assert third == expected_v2
-    assert {k: third[k] for k in in_day} == {k: second[k] for k in in_day}
+    # 2. An incremental run with an overlapping, unaligned window (ISO 'T' / 'Z'): every hour STARTING in
+    #    [23:30, 02:30) - 23:00 is not, but date_trunc(min_date) = 23:00 is - is recomputed from all its minutes.
+    window = {"min_date": "2024-03-01T23:30:00Z", "max_date": "2024-03-02T02:30:00Z"}
+    timings.append(_dbt_build(settings, tmp_path, window, "--select", "fct_ohlcv_1h"))  # the model and its tests
+    second = _by_key(_gold_rows(settings, FCT))
+    rebuilt = {k for k in expected_v2 if _hour(lo) <= k[3] < hi}
+    assert {k[3].hour for k in rebuilt} == {23, 0, 1, 2}
+    assert {k: second[k] for k in rebuilt} == {k: expected_v2[k] for k in rebuilt}  # updated + inserted, in full
+    assert {k: v for k, v in second.items() if k not in rebuilt} == {
+        k: v for k, v in expected_v1.items() if k not in rebuilt
+    }  # the 22:00 change and the 03:00 hour are outside the window: untouched / not inserted
+    changed = {k for k in rebuilt if expected_v2[k] != expected_v1.get(k)}
+    assert changed == {
+        ("binance", "spot", "BTCUSDT", _hour(inside)),
+        ("binance", "spot", "ETHUSDT", _hour(before_lo)),
+        ("binance", "usdm_futures", "BTCUSDT", _hour(after_hi)),
+        ("binance", "spot", "SOLUSDT", _hour(new_symbol["minute"])),
+    }
+    assert {k: second[k] for k in rebuilt - changed} == {k: first[k] for k in rebuilt - changed}  # idempotent
+    assert len(second) == len(first) + 1
 
     for leftover in ("metastore_db", "derby.log", "spark-warehouse"):
         assert not (tmp_path / leftover).exists(), f"dbt-spark created {leftover} in its working directory"

@@ -30,6 +30,10 @@ from streaming.simulator import Faults, run_in_thread
 FAULT_SYMBOLS = ["ADAUSDT", "DOGEUSDT", "LTCUSDT", "DOTUSDT", "LINKUSDT"]
 KILL_SYMBOLS = ["AVAXUSDT", "ATOMUSDT", "NEARUSDT", "TRXUSDT", "UNIUSDT"]
 TOTAL = 100_000
+KNOWN_REASONS = {
+    "invalid_json", "not_an_object", "missing_field", "wrong_type", "invalid_decimal", "non_finite_number",
+    "non_positive_number", "invalid_symbol", "unknown_symbol", "absurd_timestamp", "too_many_decimals",
+}  # fmt: skip
 
 
 def _exchange_ids(simulator, symbols: list[str]) -> set[tuple[str, int]]:
@@ -90,18 +94,20 @@ def test_faulty_stream_and_bronze_writer_crash_lose_and_double_nothing(settings,
     assert {(r["symbol"], r["agg_trade_id"]) for r in rows} == expected
     assert len(rows) > TOTAL  # duplicates were really injected and are kept in Bronze (Silver dedups)
     malformed = [d for d in dead_letters(broker.bootstrap_servers, TRADES_DLQ_TOPIC) if d["source"] == "spot:ws"]
-    assert faults_seen["malformed"] > 0 and len(malformed) >= faults_seen["malformed"]
-    assert all(d["reason"] and d["raw"] is not None for d in malformed)
+    # Some corrupted copies are still valid trades (a binary frame, a dropped optional "E"); the rest must be
+    # dead-lettered with a reason and the raw text, and none of them may stop the producer (exit code 0 above).
+    assert 0 < len(malformed) <= faults_seen["malformed"]
+    assert all(d["reason"] in KNOWN_REASONS and d["raw"] is not None for d in malformed), malformed
 
 
 def _producer_caught_up(log_path, total: int) -> bool:
-    """True once a progress line reports every trade delivered and no gap left unrepaired."""
-    for line in reversed(log_path.read_text().splitlines()):
-        if "producer progress" in line:
-            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-            delivered = int(fields.get("delivered", 0))
-            return delivered >= total and int(fields.get("unrepaired_gaps", 0)) == 0
-    return False
+    """Every trade delivered and the delivered count stable over 5 progress lines (> one tail-check pass)."""
+    lines = [line for line in log_path.read_text().splitlines() if "producer progress" in line][-5:]
+    if len(lines) < 5:
+        return False
+    fields = [dict(part.split("=", 1) for part in line.split() if "=" in part) for line in lines]
+    delivered = {int(f.get("delivered", 0)) for f in fields}
+    return len(delivered) == 1 and delivered.pop() >= total and all(f.get("unrepaired_gaps") == "0" for f in fields)
 
 
 def test_producer_kill_9_then_restart_misses_no_trade(settings, broker, tmp_path) -> None:
@@ -121,7 +127,7 @@ def test_producer_kill_9_then_restart_misses_no_trade(settings, broker, tmp_path
         try:
             wait_until(lambda: simulator.health()["feed_done"], 120, "the end of the feed")
             expected = _exchange_ids(simulator, KILL_SYMBOLS)
-            wait_until(lambda: _all_published(tmp_path / "producer.log"), 120, "the producer to go quiet")
+            wait_until(lambda: _producer_caught_up(tmp_path / "producer.log", 0), 180, "the producer to go quiet")
         finally:
             assert stop(producer) == 0
     log = (tmp_path / "producer.log").read_text()
@@ -133,12 +139,3 @@ def test_producer_kill_9_then_restart_misses_no_trade(settings, broker, tmp_path
     got = {(r["symbol"], r["agg_trade_id"]) for r in bronze_rows(settings, KILL_SYMBOLS)}
     assert got == expected, f"missing {len(expected - got)}, unexpected {len(got - expected)}"
     _assert_bronze_exactly_once(settings, broker.bootstrap_servers)
-
-
-def _all_published(log_path) -> bool:
-    """Two consecutive progress lines with the same delivered count and nothing in flight."""
-    lines = [line for line in log_path.read_text().splitlines() if "producer progress" in line][-3:]
-    if len(lines) < 3:
-        return False
-    counts = [dict(p.split("=", 1) for p in line.split() if "=" in p).get("delivered") for line in lines]
-    return len(set(counts)) == 1

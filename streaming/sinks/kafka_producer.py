@@ -45,17 +45,27 @@ class TradeKafkaSink:
         return trade.key
 
     def publish(self, trade: Trade) -> None:
-        self._produce(
+        # One callback object per trade (the hot path): _on_trade_delivery does what _on_delivery does with an
+        # on_delivered=partial(self._record_delivered, ...) callback, without the second partial and call layer.
+        self._send(
             self.topic(trade),
             self.key(trade),
             trade.to_json_bytes(),
-            on_delivered=partial(self._record_delivered, f"{trade.market}:{trade.symbol}", trade.agg_trade_id),
+            None,
+            partial(self._on_trade_delivery, f"{trade.market}:{trade.symbol}", trade.agg_trade_id),
         )
         self.counters.produced += 1
 
     def _record_delivered(self, stream_key: str, agg_trade_id: int) -> None:
         if agg_trade_id > self.delivered_ids.get(stream_key, -1):
             self.delivered_ids[stream_key] = agg_trade_id
+
+    def _on_trade_delivery(self, stream_key: str, agg_trade_id: int, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.counters.delivered += 1
+            self._record_delivered(stream_key, agg_trade_id)
+            return
+        self._on_delivery(partial(self._record_delivered, stream_key, agg_trade_id), err, msg)
 
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, source: str) -> None:
         """Route a message that could not be normalized to the DLQ with its reason and the raw text."""
@@ -79,14 +89,19 @@ class TradeKafkaSink:
         headers: dict[str, str] | None = None,
         on_delivered: Callable[[], None] | None = None,
     ) -> None:
-        callback = partial(self._on_delivery, on_delivered)
+        self._send(topic, key, value, headers, partial(self._on_delivery, on_delivered))
+
+    def _send(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str] | None, callback: Callable[..., None]
+    ) -> None:
+        producer = self._producer
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+                producer.poll(0.1)
+        producer.poll(0)
 
     def _on_delivery(self, on_delivered: Callable[[], None] | None, err: KafkaError | None, msg: Message) -> None:
         if err is None:

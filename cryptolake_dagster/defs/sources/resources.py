@@ -24,7 +24,6 @@ from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
 
 BINANCE_LIVE_REST_URLS = {"spot": "https://api.binance.com", "usdm_futures": "https://fapi.binance.com"}
 #: Port of ``python -m streaming.simulator.batch_sources`` in the local profile (until a setting exists).
-DEFAULT_BATCH_SOURCES_PORT = 9445
 
 
 class _HttpSettings(dg.ConfigurableResource):
@@ -117,24 +116,22 @@ def _secret(env_name: str, value: str | None) -> Any:
 def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resource instances of the batch sources for the current settings.
 
-    Reads the optional settings ``coingecko_base_url``, ``coingecko_api_key``, ``fear_greed_base_url``,
-    ``batch_sources_port``, ``klines_start_date`` and ``klines_intervals`` when they exist. Without a URL: the live
-    APIs when ``settings.live``, else the local server ``streaming.simulator.batch_sources`` (CoinGecko, Fear &
-    Greed) and the local exchange simulator (klines).
+    Without a URL: the live APIs when ``settings.live``, else the local server
+    ``streaming.simulator.batch_sources`` (CoinGecko, Fear & Greed) and the local exchange simulator (klines).
     """
-    local = f"http://127.0.0.1:{getattr(settings, 'batch_sources_port', DEFAULT_BATCH_SOURCES_PORT)}"
+    local = f"http://127.0.0.1:{settings.batch_sources_port}"
     live = settings.live
-    coingecko_url = getattr(settings, "coingecko_base_url", None) or (COINGECKO_LIVE_URL if live else f"{local}/api/v3")
-    fear_greed_url = getattr(settings, "fear_greed_base_url", None) or (FEAR_GREED_LIVE_URL if live else local)
+    coingecko_url = settings.coingecko_base_url or (COINGECKO_LIVE_URL if live else f"{local}/api/v3")
+    fear_greed_url = settings.fear_greed_base_url or (FEAR_GREED_LIVE_URL if live else local)
 
     def binance(market: str, configured: str | None, port: int) -> str:
         return configured or (BINANCE_LIVE_REST_URLS[market] if live else f"http://127.0.0.1:{port}")
 
-    start = getattr(settings, "klines_start_date", None)
+    start = settings.klines_start_date
     return {
         "coingecko": CoinGeckoResource(
             base_url=coingecko_url,
-            api_key=_secret("CRYPTOLAKE_COINGECKO_API_KEY", getattr(settings, "coingecko_api_key", None)),
+            api_key=_secret("CRYPTOLAKE_COINGECKO_API_KEY", settings.coingecko_api_key),
             coin_ids=_coin_ids(settings),
         ),
         "fear_greed": FearGreedResource(base_url=fear_greed_url),
@@ -145,7 +142,7 @@ def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResou
             ),
             symbols=list(settings.symbols),
             markets=list(settings.markets),
-            intervals=list(getattr(settings, "klines_intervals", None) or ["1d", "1h"]),
+            intervals=list(settings.klines_intervals),
             start_date=str(start) if start else None,
         ),
     }
