@@ -115,7 +115,9 @@ def test_producer_kill_9_then_restart_misses_no_trade(settings, broker, tmp_path
     env = cli_env(broker.bootstrap_servers, KILL_SYMBOLS, CRYPTOLAKE_PRODUCER_TAIL_CHECK_S="2",
                   CRYPTOLAKE_STATE_DIR=str(state))  # fmt: skip
     total = 20_000
-    with run_in_thread(symbols=tuple(KILL_SYMBOLS), rate=2_000, seed=5, max_trades=total) as simulator:
+    with run_in_thread(
+        symbols=tuple(KILL_SYMBOLS), rate=2_000, seed=5, max_trades=total, wait_for_subscriber=True
+    ) as simulator:
         producer = start_producer(simulator, env, tmp_path / "producer.log")
         wait_until(lambda: simulator.emitted_count() >= 6_000, 120, "6,000 trades emitted")
         wait_until(lambda: (state / "producer_checkpoint.json").exists(), 30, "a producer checkpoint")
