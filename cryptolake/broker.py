@@ -172,3 +172,19 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def connect_platform_kafka(settings: Settings, purpose: str) -> str:
+    """The configured bootstrap servers, once the broker answers and the platform's topics exist.
+
+    Exits with a message naming what to set when no Kafka is configured (``purpose`` says what it is for).
+    """
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        raise SystemExit(
+            f"no Kafka {purpose}: pass --bootstrap-servers or set CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS "
+            "(`cryptolake run` starts a local broker and sets it for you)"
+        )
+    wait_until_ready(bootstrap)
+    ensure_topics(bootstrap, platform_topics(settings), settings.kafka_replication_factor)
+    return bootstrap

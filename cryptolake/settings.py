@@ -234,3 +234,8 @@ def render_env_example() -> str:
         lines.append(f"# CRYPTOLAKE_{name.upper()}={default}")
         lines.append("")
     return "\n".join(lines)
+
+
+def settings_from_cli(**overrides: object) -> Settings:
+    """Settings from the environment, with the command-line values that were given (not None) on top."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

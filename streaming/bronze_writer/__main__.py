@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import signal
 
-from cryptolake.broker import ensure_topics, platform_topics, wait_until_ready
+from cryptolake.broker import connect_platform_kafka
 from cryptolake.lakehouse.spark import build_spark_session
 from cryptolake.logging import configure_logging, get_logger
-from cryptolake.settings import Settings
+from cryptolake.settings import settings_from_cli
 from streaming.bronze_writer.job import BronzeWriter
 
 
@@ -37,17 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         "bronze_commit_interval_s": args.commit_interval,
         "bronze_max_batch_rows": args.max_batch_rows,
     }
-    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    settings = settings_from_cli(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("streaming.bronze_writer")
-    bootstrap = settings.kafka_bootstrap_servers
-    if not bootstrap:
-        raise SystemExit(
-            "no Kafka to read: pass --bootstrap-servers or set CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS "
-            "(`cryptolake run` starts a local broker and sets it for you)"
-        )
-    wait_until_ready(bootstrap)
-    ensure_topics(bootstrap, platform_topics(settings), settings.kafka_replication_factor)
+    bootstrap = connect_platform_kafka(settings, "to read")
     spark = build_spark_session(settings, "cryptolake-bronze-writer")
     writer = BronzeWriter(settings, spark, bootstrap, status_file=settings.state_dir / "bronze_writer_status.json")
     for sig in (signal.SIGINT, signal.SIGTERM):

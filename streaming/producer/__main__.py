@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import signal
 
-from cryptolake.broker import ensure_topics, platform_topics, wait_until_ready
+from cryptolake.broker import connect_platform_kafka
 from cryptolake.logging import configure_logging, get_logger
-from cryptolake.settings import Settings
+from cryptolake.settings import settings_from_cli
 from streaming.producer.service import TradeProducer
 
 
@@ -42,17 +42,10 @@ def main(argv: list[str] | None = None) -> None:
         "binance_rest_url": args.rest_url,
         "live": args.live or None,
     }
-    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    settings = settings_from_cli(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("streaming.producer")
-    bootstrap = settings.kafka_bootstrap_servers
-    if not bootstrap:
-        raise SystemExit(
-            "no Kafka to produce to: pass --bootstrap-servers or set CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS "
-            "(`cryptolake run` starts a local broker and sets it for you)"
-        )
-    wait_until_ready(bootstrap)
-    ensure_topics(bootstrap, platform_topics(settings), settings.kafka_replication_factor)
+    bootstrap = connect_platform_kafka(settings, "to produce to")
     checkpoint = None if args.no_checkpoint else settings.state_dir / "producer_checkpoint.json"
     producer = TradeProducer(settings, bootstrap, checkpoint_file=checkpoint)
     log.info("producer starting", symbols=settings.symbols, markets=settings.markets, bootstrap=bootstrap)
