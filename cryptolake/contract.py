@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,7 @@ _WIRE_FIELDS: Final = (
 
 WIRE_FIELDS: Final = _WIRE_FIELDS  # the wire message's keys, in the order of Trade.to_wire()
 _WIRE_FIELD_SET: Final = frozenset(_WIRE_FIELDS)
+_WIRE_VALUES: Final = operator.itemgetter(*_WIRE_FIELDS)
 _QUOTES_LONGEST_FIRST: Final = tuple(sorted(QUOTE_ASSETS, key=len, reverse=True))
 
 
@@ -471,6 +473,17 @@ def wire_values(payload: bytes | str | dict[str, Any], now_ms: int) -> tuple[Any
     return None if checked is None else checked[0]
 
 
+def trade_from_wire_values(values: tuple[Any, ...]) -> Trade:
+    """The Trade of values returned by :func:`wire_values`: what ``Trade.from_wire`` returns for that message."""
+    (_, exchange, market, symbol, base_asset, quote_asset, coin_id, agg_id, first, last, raw_price, raw_quantity,
+     raw_quote, side, is_buyer_maker, raw_trade_time, raw_event_time, raw_ingest_time, source) = values  # fmt: skip
+    return _make_trade(
+        exchange, market, symbol, base_asset, quote_asset, coin_id, agg_id, first, last, Decimal(raw_price),
+        Decimal(raw_quantity), Decimal(raw_quote), side, is_buyer_maker, from_epoch_ms(raw_trade_time),
+        from_epoch_ms(raw_event_time), from_epoch_ms(raw_ingest_time), source,
+    )  # fmt: skip
+
+
 def _check_wire(
     payload: bytes | str | dict[str, Any], now_ms: int
 ) -> tuple[tuple[Any, ...], Decimal, Decimal, Decimal] | None:
@@ -489,13 +502,14 @@ def _check_wire(
             return None
     if data.keys() != _WIRE_FIELD_SET:
         return None
-    values = tuple(map(data.__getitem__, _WIRE_FIELDS))
+    values = _WIRE_VALUES(data)
     (version, exchange, market, symbol, base_asset, quote_asset, coin_id, agg_id, first, last, raw_price,
      raw_quantity, raw_quote, side, is_buyer_maker, raw_trade_time, raw_event_time, raw_ingest_time,
      source) = values  # fmt: skip
     latest = now_ms + MAX_FUTURE_MS
     if (
-        version != SCHEMA_VERSION
+        type(version) is not int  # 1.0 and True pass the checked path's `!= 1` too; not this one
+        or version != SCHEMA_VERSION
         or market not in MARKETS
         or side not in SIDES
         or source not in SOURCES

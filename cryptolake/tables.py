@@ -267,6 +267,43 @@ SILVER_FEAR_GREED: Final = Table(
     description="Fear & Greed index, one row per UTC day. Tiny: unpartitioned.",
 )
 
+# --- Silver trades: Bronze deduplicated and cleaned, with a quarantine for rejected rows --------------------------
+
+_KAFKA_LINEAGE_FIELDS: Final = (
+    ("kafka_topic", StringType(), True, "Kafka topic of the kept Bronze occurrence"),
+    ("kafka_partition", IntegerType(), True, "Kafka partition of the kept Bronze occurrence"),
+    ("kafka_offset", LongType(), True, "Kafka offset of the kept Bronze occurrence"),
+)
+
+SILVER_TRADES: Final = Table(
+    SILVER,
+    "trades",
+    _fields(
+        *_TRADE_FIELDS,
+        *_KAFKA_LINEAGE_FIELDS,
+        ("bronze_copies", IntegerType(), True, "Valid Bronze rows with this natural key (1: no duplicate)"),
+    ),
+    partition_source="trade_time",
+    description="Bronze trades deduplicated on (exchange, market, symbol, agg_trade_id) — the first valid occurrence "
+    "by (ingest_time, kafka_partition, kafka_offset) — and cleaned; rejected rows go to silver.trades_quarantine.",
+)
+
+SILVER_TRADES_QUARANTINE: Final = Table(
+    SILVER,
+    "trades_quarantine",
+    _fields(
+        *((name, kind, False, doc) for name, kind, _, doc in _TRADE_FIELDS),
+        *(
+            (name, kind, False, doc.replace("the kept Bronze occurrence", "the Bronze row"))
+            for name, kind, _, doc in _KAFKA_LINEAGE_FIELDS
+        ),
+        ("reason", StringType(), True, "Comma-separated reason codes, e.g. non_positive_price,future_trade_time"),
+        ("quarantined_at", TimestamptzType(), True, "Time the row was first quarantined with this reason (UTC)"),
+    ),
+    partition_source="trade_time",
+    description="Bronze trade rows that failed Silver's cleaning rules (one row per Bronze row), with reason codes.",
+)
+
 # Gold tables are created by dbt (dbt_project/models/marts), which owns their schemas; only the names live here.
 GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
 GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
@@ -280,6 +317,8 @@ ALL_TABLES: Final = (
     BRONZE_BINANCE_KLINES,
     SILVER_DAILY_PRICES,
     SILVER_FEAR_GREED,
+    SILVER_TRADES,
+    SILVER_TRADES_QUARANTINE,
 )
 
 # Kafka topics, defined once.

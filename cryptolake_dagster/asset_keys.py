@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED, GOLD_OHLCV_1H, SILVER_OHLCV_1M, Table
+from cryptolake.tables import (
+    BRONZE_TRADES,
+    BRONZE_TRADES_REJECTED,
+    GOLD_OHLCV_1H,
+    SILVER_OHLCV_1M,
+    SILVER_TRADES,
+    SILVER_TRADES_QUARANTINE,
+    Table,
+)
 
 
 def table_key(table: Table) -> dg.AssetKey:
@@ -14,4 +22,6 @@ def table_key(table: Table) -> dg.AssetKey:
 BRONZE_TRADES_KEY = table_key(BRONZE_TRADES)
 BRONZE_TRADES_REJECTED_KEY = table_key(BRONZE_TRADES_REJECTED)
 SILVER_OHLCV_1M_KEY = table_key(SILVER_OHLCV_1M)
+SILVER_TRADES_KEY = table_key(SILVER_TRADES)
+SILVER_TRADES_QUARANTINE_KEY = table_key(SILVER_TRADES_QUARANTINE)
 GOLD_OHLCV_1H_KEY = dg.AssetKey(GOLD_OHLCV_1H.split("."))

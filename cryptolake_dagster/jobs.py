@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cryptolake_dagster.asset_keys import SILVER_OHLCV_1M_KEY
+from cryptolake_dagster.asset_keys import SILVER_TRADES_KEY
 
 daily_pipeline_job = dg.define_asset_job(
     "silver_gold_daily",
-    selection=dg.AssetSelection.assets(SILVER_OHLCV_1M_KEY).downstream(),
+    # silver/trades -> silver/ohlcv_1m -> dbt Gold models; the op of silver/trades also writes
+    # silver/trades_quarantine (required_multi_asset_neighbors adds it).
+    selection=dg.AssetSelection.assets(SILVER_TRADES_KEY).required_multi_asset_neighbors().downstream(),
     # One process per run: all steps share one Spark session instead of starting a JVM per step.
     executor_def=dg.in_process_executor,
     description="Rebuild one UTC day of Silver and everything downstream of it (dbt Gold models, Soda checks).",

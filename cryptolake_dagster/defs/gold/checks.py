@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from cryptolake.tables import GOLD_OHLCV_1H, SILVER_OHLCV_1M
-from cryptolake_dagster.asset_keys import GOLD_OHLCV_1H_KEY, SILVER_OHLCV_1M_KEY
+from cryptolake.tables import GOLD_OHLCV_1H, SILVER_OHLCV_1M, SILVER_TRADES
+from cryptolake_dagster.asset_keys import GOLD_OHLCV_1H_KEY, SILVER_OHLCV_1M_KEY, SILVER_TRADES_KEY
 from cryptolake_dagster.quality.soda_scan import SODA_DIR, SodaOutcome, run_soda_scan
 from cryptolake_dagster.resources import LakehouseSparkResource
 
@@ -39,3 +39,9 @@ def soda_silver_ohlcv_1m(
 ) -> dg.AssetCheckResult:
     frame = pyspark.spark_session.table(SILVER_OHLCV_1M.identifier).where(_partition_filter(context, "minute"))
     return _result(run_soda_scan(frame, "ohlcv_1m", SODA_DIR / "silver" / "ohlcv_1m.yml", "silver_ohlcv_1m"))
+
+
+@dg.asset_check(asset=SILVER_TRADES_KEY, blocking=True, description="Soda scan of silver/trades.yml")
+def soda_silver_trades(context: dg.AssetCheckExecutionContext, pyspark: LakehouseSparkResource) -> dg.AssetCheckResult:
+    frame = pyspark.spark_session.table(SILVER_TRADES.identifier).where(_partition_filter(context, "trade_time"))
+    return _result(run_soda_scan(frame, "silver_trades", SODA_DIR / "silver" / "trades.yml", "silver_trades"))

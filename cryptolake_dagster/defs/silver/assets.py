@@ -1,48 +1,201 @@
-"""Silver assets built with Spark from Bronze, one UTC day per partition."""
+"""Silver assets built with Spark from Bronze, one UTC day per partition.
 
-from datetime import timedelta
+``silver/trades`` (+ ``silver/trades_quarantine``, same op) -> ``silver/ohlcv_1m``. How each table is written:
+
+* ``silver.trades``: **overwrite by day** — one Iceberg ``overwrite`` commit replaces the day partition with the
+  day's deduplicated, cleaned trades. A day is big (millions of rows) and always fully recomputed from Bronze, so
+  writing it whole is cheaper than a MERGE (which would join the day with itself), and the content is a pure
+  function of Bronze: an unchanged re-run writes identical rows (no build-time column).
+* ``silver.trades_quarantine``: **MERGE** on the Bronze row key (kafka_topic, kafka_partition, kafka_offset): new
+  rejects are inserted, changed ones updated, rows of the day no longer rejected deleted; ``quarantined_at`` only
+  moves when a row's values or reason change, so an unchanged re-run leaves identical content. Skipped when the
+  day has no rejects now and had none before.
+* ``silver.ohlcv_1m``: MERGE of the day's bars (see ``ohlcv_sql``).
+"""
+
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+from pyiceberg.table.snapshots import Snapshot
+from pyspark.sql import Observation
+from pyspark.sql import functions as F
 
-from cryptolake.tables import SILVER_OHLCV_1M
-from cryptolake_dagster.asset_keys import BRONZE_TRADES_KEY, SILVER_OHLCV_1M_KEY
+from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES, SILVER_TRADES_QUARANTINE, Table
+from cryptolake_dagster.asset_keys import (
+    BRONZE_TRADES_KEY,
+    SILVER_OHLCV_1M_KEY,
+    SILVER_TRADES_KEY,
+    SILVER_TRADES_QUARANTINE_KEY,
+)
 from cryptolake_dagster.defs.silver.ohlcv_sql import bars_query, merge_statement
+from cryptolake_dagster.defs.silver.trades_sql import (
+    BRONZE_ROW_KEY,
+    FUTURE_TOLERANCE,
+    QUARANTINE_COLUMNS,
+    checked_query,
+    quarantine_query,
+    silver_query,
+    window_condition,
+)
+from cryptolake_dagster.defs.sources.lake import RUN_ID_PROPERTY, merge_window, overwrite_window
 from cryptolake_dagster.partitions import daily_partitions
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
+
+SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=30))
+
+
+def _run_snapshot(catalog: Catalog, table: Table, run_id: str) -> Snapshot | None:
+    """The newest snapshot of ``table`` committed by Dagster run ``run_id`` (snapshot property), if any."""
+    snapshots = catalog.load_table(table.identifier).snapshots()
+    for snapshot in sorted(snapshots, key=lambda s: s.sequence_number or 0, reverse=True):
+        if snapshot.summary is not None and snapshot.summary[RUN_ID_PROPERTY] == run_id:
+            return snapshot
+    return None
+
+
+def _current_snapshot_id(catalog: Catalog, table: Table) -> str:
+    snapshot = catalog.load_table(table.identifier).current_snapshot()
+    return str(snapshot.snapshot_id) if snapshot else "none"
+
+
+def _has_rows_in_window(catalog: Catalog, table: Table, start: datetime, end: datetime) -> bool:
+    """Whether the day-partitioned ``table`` has any data file in [start, end) (metadata only, no data read)."""
+    window = And(GreaterThanOrEqual("trade_time", start.isoformat()), LessThan("trade_time", end.isoformat()))
+    return any(True for _ in catalog.load_table(table.identifier).scan(row_filter=window).plan_files())
+
+
+@dg.multi_asset(
+    name="silver_trades",
+    specs=[
+        dg.AssetSpec(
+            SILVER_TRADES_KEY,
+            deps=[BRONZE_TRADES_KEY],
+            description=SILVER_TRADES.description,
+            group_name="silver",
+            kinds={"spark", "iceberg"},
+            partitions_def=daily_partitions,
+            freshness_policy=SILVER_FRESHNESS,
+            metadata={"table": SILVER_TRADES.identifier, "write": "overwrite by day"},
+        ),
+        dg.AssetSpec(
+            SILVER_TRADES_QUARANTINE_KEY,
+            deps=[BRONZE_TRADES_KEY],
+            description=SILVER_TRADES_QUARANTINE.description,
+            group_name="silver",
+            kinds={"spark", "iceberg"},
+            partitions_def=daily_partitions,
+            freshness_policy=SILVER_FRESHNESS,
+            metadata={"table": SILVER_TRADES_QUARANTINE.identifier, "write": "merge on the Bronze row key"},
+        ),
+    ],
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+)
+def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource):
+    """The day's Bronze trades, cleaned and deduplicated (rules in ``trades_sql``); rejects to quarantine."""
+    start, end = context.partition_time_window
+    latest = datetime.now(UTC) + FUTURE_TOLERANCE  # one wall clock for the whole run
+    spark = pyspark.spark_session
+    catalog = iceberg.catalog()
+    checked = spark.sql(checked_query(start, end, latest))
+    checked.createOrReplaceTempView("silver_trades_checked")
+    # Counted while the overwrite reads Bronze (no extra scan of the day).
+    bronze_stats = Observation("silver_trades_bronze")
+    checked.observe(
+        bronze_stats, F.count(F.lit(1)).alias("bronze_rows"), F.count_if(F.col("reason").isNotNull()).alias("rejected")
+    ).createOrReplaceTempView("silver_trades_checked_observed")
+    try:
+        context.log.info(f"overwriting [{start}, {end}) of {SILVER_TRADES.identifier} from Bronze")
+        overwrite_window(
+            spark,
+            SILVER_TRADES,
+            spark.sql(silver_query("silver_trades_checked_observed")),
+            window_condition("trade_time", start, end),
+            context.run.run_id,
+        )
+        counts = bronze_stats.get  # waits for the overwrite's metrics; empty if Spark reported none
+        if "bronze_rows" not in counts:
+            counts = spark.sql(
+                "SELECT count(*) AS bronze_rows, count_if(reason IS NOT NULL) AS rejected FROM silver_trades_checked"
+            ).first()
+        bronze_rows, quarantined = int(counts["bronze_rows"]), int(counts["rejected"])
+        if quarantined or _has_rows_in_window(catalog, SILVER_TRADES_QUARANTINE, start, end):
+            merge_window(
+                spark,
+                SILVER_TRADES_QUARANTINE,
+                spark.sql(quarantine_query("silver_trades_checked")),
+                BRONZE_ROW_KEY,
+                window_condition("t.trade_time", start, end),
+                "silver_trades_quarantine_batch",
+                compare=[column for column in QUARANTINE_COLUMNS if column not in BRONZE_ROW_KEY],
+                touch="quarantined_at",
+            )
+    finally:
+        spark.catalog.dropTempView("silver_trades_checked_observed")
+        spark.catalog.dropTempView("silver_trades_checked")
+    reasons: dict[str, int] = {}
+    if quarantined:
+        counts = spark.sql(
+            f"SELECT reason, count(*) AS rows FROM {SILVER_TRADES_QUARANTINE.identifier} "
+            f"WHERE {window_condition('trade_time', start, end)} GROUP BY reason"
+        )
+        reasons = {row["reason"]: int(row["rows"]) for row in counts.collect()}
+
+    snapshot = _run_snapshot(catalog, SILVER_TRADES, context.run.run_id)
+    rows = int(snapshot.summary["added-records"] or 0) if snapshot and snapshot.summary else 0
+    duplicates = bronze_rows - quarantined - rows
+    context.log.info(f"{rows} Silver trades ({duplicates} duplicates collapsed), {quarantined} quarantined")
+    yield dg.MaterializeResult(
+        asset_key=SILVER_TRADES_KEY,
+        metadata={
+            "rows": dg.MetadataValue.int(rows),
+            "bronze_rows": dg.MetadataValue.int(bronze_rows),
+            "duplicates_collapsed": dg.MetadataValue.int(duplicates),
+            "quarantined": dg.MetadataValue.int(quarantined),
+            "iceberg_snapshot_id": dg.MetadataValue.text(str(snapshot.snapshot_id) if snapshot else "none"),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=SILVER_TRADES_QUARANTINE_KEY,
+        metadata={
+            "rows": dg.MetadataValue.int(quarantined),
+            "reasons": dg.MetadataValue.json(reasons),
+            "future_tolerance_s": dg.MetadataValue.int(int(FUTURE_TOLERANCE.total_seconds())),
+            "iceberg_snapshot_id": dg.MetadataValue.text(_current_snapshot_id(catalog, SILVER_TRADES_QUARANTINE)),
+        },
+    )
 
 
 @dg.asset(
     key=SILVER_OHLCV_1M_KEY,
-    deps=[BRONZE_TRADES_KEY],
+    deps=[SILVER_TRADES_KEY],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     group_name="silver",
     kinds={"spark", "iceberg"},
     description=SILVER_OHLCV_1M.description,
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=30)),
+    freshness_policy=SILVER_FRESHNESS,
     metadata={"table": SILVER_OHLCV_1M.identifier},
 )
 def silver_ohlcv_1m(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
 ) -> dg.MaterializeResult:
-    """1-minute bars for the partition's day from deduplicated Bronze trades (MERGE: re-runs converge)."""
+    """1-minute bars for the partition's day from silver.trades (MERGE: re-runs converge)."""
     start, end = context.partition_time_window
     spark = pyspark.spark_session
     bars = spark.sql(bars_query(start, end)).cache()
-    bar_count = bars.count()
+    stats = bars.selectExpr("count(*) AS bars", "count(DISTINCT symbol) AS symbols").first()
+    bar_count, symbols = int(stats["bars"]), int(stats["symbols"])  # after the MERGE the window holds exactly these
     bars.createOrReplaceTempView("silver_ohlcv_1m_batch")
     context.log.info(f"merging {bar_count} bars for [{start}, {end}) into {SILVER_OHLCV_1M.identifier}")
     spark.sql(merge_statement("silver_ohlcv_1m_batch", start, end))
     bars.unpersist()
     snapshot = iceberg.catalog().load_table(SILVER_OHLCV_1M.identifier).current_snapshot()
-    symbols = spark.sql(
-        f"SELECT count(DISTINCT symbol) FROM {SILVER_OHLCV_1M.identifier} "
-        f"WHERE minute >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' AND minute < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
-    ).first()[0]
     return dg.MaterializeResult(
         metadata={
             "bars": dg.MetadataValue.int(bar_count),
-            "symbols": dg.MetadataValue.int(int(symbols)),
+            "symbols": dg.MetadataValue.int(symbols),
             "iceberg_snapshot_id": dg.MetadataValue.text(str(snapshot.snapshot_id) if snapshot else "none"),
         }
     )

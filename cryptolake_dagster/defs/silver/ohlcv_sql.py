@@ -1,7 +1,7 @@
 """The Spark SQL that turns Bronze trades into 1-minute OHLCV bars — the one definition of a bar.
 
-* Trades are deduplicated on the natural key (exchange, market, symbol, agg_trade_id): producer retries, gap
-  repair and replays all collapse here.
+* Bars read ``silver.trades`` (see ``trades_sql``): Bronze trades already deduplicated on the natural key
+  (exchange, market, symbol, agg_trade_id) — producer retries, gap repair and replays collapse there — and cleaned.
 * open/close are the prices of the lowest/highest aggregate id in the minute (ids order trades exactly;
   timestamps can tie).
 * vwap = quote_volume / volume, rounded half-up to 8 decimals (Spark decimal division).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cryptolake.tables import BRONZE_TRADES, SILVER_OHLCV_1M
+from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES
 
 BAR_KEY = ("exchange", "market", "symbol", "minute")
 BAR_VALUES = (
@@ -27,20 +27,11 @@ def _ts(moment: datetime) -> str:
 
 
 def bars_query(start: datetime, end: datetime) -> str:
-    """SELECT of the bars for trades with trade_time in [start, end) (UTC)."""
+    """SELECT of the bars for the Silver trades with trade_time in [start, end) (UTC)."""
     return f"""
     WITH window_trades AS (
-        SELECT * FROM {BRONZE_TRADES.identifier}
+        SELECT * FROM {SILVER_TRADES.identifier}
         WHERE trade_time >= {_ts(start)} AND trade_time < {_ts(end)}
-    ),
-    deduplicated AS (
-        SELECT * FROM (
-            SELECT *, row_number() OVER (
-                PARTITION BY exchange, market, symbol, agg_trade_id
-                ORDER BY ingest_time, kafka_partition, kafka_offset
-            ) AS occurrence
-            FROM window_trades
-        ) WHERE occurrence = 1
     )
     SELECT
         exchange, market, symbol,
@@ -58,7 +49,7 @@ def bars_query(start: datetime, end: datetime) -> str:
         min(agg_trade_id) AS first_agg_trade_id,
         max(agg_trade_id) AS last_agg_trade_id,
         current_timestamp() AS built_at
-    FROM deduplicated
+    FROM window_trades
     GROUP BY exchange, market, symbol, date_trunc('MINUTE', trade_time)
     """
 

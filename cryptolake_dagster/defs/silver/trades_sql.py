@@ -1,0 +1,89 @@
+"""The Spark SQL that turns one day of Bronze trades into Silver trades — the one definition of a clean trade.
+
+* **Cleaning rules** (each Bronze row of the window is checked on its own; a row failing any rule goes to
+  ``silver.trades_quarantine`` with every failed rule's code, comma-separated, in the order below):
+
+  ``missing_symbol``        symbol is null or blank
+  ``missing_trade_time``    trade_time is null
+  ``non_positive_price``    price is null or <= 0
+  ``non_positive_quantity`` quantity is null or <= 0
+  ``future_trade_time``     trade_time is later than the run's wall clock + ``FUTURE_TOLERANCE``
+
+  The future rule depends on when the partition runs: a row quarantined as "future" is accepted by a later run of
+  the same partition once the clock has passed it (the run replaces the day, so the row moves out of quarantine).
+* **Deduplication** of the *valid* rows on the natural key (exchange, market, symbol, agg_trade_id): the first
+  occurrence by (ingest_time, kafka_partition, kafka_offset, kafka_topic) wins. Cleaning runs first, so a valid
+  copy of a trade beats an earlier invalid one (which stays in quarantine).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from cryptolake.tables import BRONZE_TRADES, SILVER_TRADES, SILVER_TRADES_QUARANTINE
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+NATURAL_KEY = ("exchange", "market", "symbol", "agg_trade_id")
+FIRST_OCCURRENCE = ("ingest_time", "kafka_partition", "kafka_offset", "kafka_topic")
+BRONZE_ROW_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")  # unique in Bronze
+
+#: (reason code, SQL condition on a Bronze row); ``{latest}`` is the latest acceptable trade_time literal.
+RULES = (
+    ("missing_symbol", "symbol IS NULL OR trim(symbol) = ''"),
+    ("missing_trade_time", "trade_time IS NULL"),
+    ("non_positive_price", "price IS NULL OR price <= 0"),
+    ("non_positive_quantity", "quantity IS NULL OR quantity <= 0"),
+    ("future_trade_time", "trade_time > {latest}"),
+)
+
+SILVER_COLUMNS = tuple(column.name for column in SILVER_TRADES.schema.columns)
+QUARANTINE_COLUMNS = tuple(
+    column.name for column in SILVER_TRADES_QUARANTINE.schema.columns if column.name != "quarantined_at"
+)
+_CARRIED = tuple(name for name in SILVER_COLUMNS if name != "bronze_copies")  # Bronze columns kept in Silver
+
+
+def sql_timestamp(moment: datetime) -> str:
+    """A Spark TIMESTAMP literal (session time zone UTC) with microseconds."""
+    return f"TIMESTAMP '{moment.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def window_condition(column: str, start: datetime, end: datetime) -> str:
+    """``column`` in [start, end) — aligned with the day partitions when start/end are midnights."""
+    return f"{column} >= {sql_timestamp(start)} AND {column} < {sql_timestamp(end)}"
+
+
+def reason_expression(latest: datetime) -> str:
+    """NULL for a valid row, else the comma-separated codes of the failed rules."""
+    cases = ", ".join(
+        f"CASE WHEN {condition.format(latest=sql_timestamp(latest))} THEN '{code}' END" for code, condition in RULES
+    )
+    return f"nullif(concat_ws(',', {cases}), '')"
+
+
+def checked_query(start: datetime, end: datetime, latest: datetime) -> str:
+    """Bronze rows with trade_time in [start, end), each with its ``reason`` (NULL: valid)."""
+    return f"""
+    SELECT {", ".join(_CARRIED)}, {reason_expression(latest)} AS reason
+    FROM {BRONZE_TRADES.identifier}
+    WHERE {window_condition("trade_time", start, end)}
+    """
+
+
+def silver_query(checked_view: str) -> str:
+    """The valid rows of ``checked_view`` deduplicated: one row per natural key, in silver.trades' column order."""
+    key = ", ".join(NATURAL_KEY)
+    return f"""
+    SELECT {", ".join(_CARRIED)}, bronze_copies FROM (
+        SELECT *,
+            row_number() OVER (PARTITION BY {key} ORDER BY {", ".join(FIRST_OCCURRENCE)}) AS occurrence,
+            CAST(count(*) OVER (PARTITION BY {key}) AS INT) AS bronze_copies
+        FROM {checked_view}
+        WHERE reason IS NULL
+    ) WHERE occurrence = 1
+    """
+
+
+def quarantine_query(checked_view: str) -> str:
+    """The rejected rows of ``checked_view`` in silver.trades_quarantine's column order (without quarantined_at)."""
+    return f"SELECT {', '.join(QUARANTINE_COLUMNS)} FROM {checked_view} WHERE reason IS NOT NULL"
