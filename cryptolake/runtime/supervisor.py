@@ -9,7 +9,6 @@ with backoff; their output goes to ``<state>/logs/<service>.log``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from cryptolake.broker import BrokerError, LocalBroker, ensure_topics, platform_
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 from cryptolake.logging import get_logger
 from cryptolake.processes import die_with_parent, stop_process
+from cryptolake.runtime.dagster_home import prepare_dagster_home
 from cryptolake.settings import REPO_ROOT, Settings
 
 log = get_logger(__name__)
@@ -133,8 +133,7 @@ class Supervisor:
             wait_until_ready(bootstrap)
         ensure_topics(bootstrap, platform_topics(s), s.kafka_replication_factor)
         bootstrap_lakehouse(s)
-        s.dagster_home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO_ROOT / "infra" / "dagster" / "dagster.yaml", s.dagster_home / "dagster.yaml")
+        prepare_dagster_home(s)
         self._env = {
             **os.environ,
             "CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
