@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cryptolake.logging import get_logger
@@ -71,6 +71,40 @@ def producer_config(bootstrap_servers: str, settings: Settings, **extra: Any) ->
             **extra,
         },
     )
+
+
+class TopicEndOffsets:
+    """Reads a topic's end offsets (high watermarks) per partition, e.g. to report a consumer's backlog.
+
+    Uses its own consumer that never joins a group, so it can run beside the consumer it reports on.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.topic = topic
+        self._consumer = Consumer(consumer_config(bootstrap_servers, f"cryptolake-end-offsets-{uuid.uuid4().hex[:8]}"))
+
+    def read(self, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+        """Partition -> (first offset still in the log, end offset)."""
+        metadata = self._consumer.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+        if metadata is None or metadata.error is not None:
+            return {}
+        return {
+            p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout, cached=False)
+            for p in metadata.partitions
+        }
+
+    def cluster_id(self, timeout: float = 5.0) -> str:
+        return self._consumer.list_topics(self.topic, timeout=timeout).cluster_id or ""
+
+    def backlog(self, next_offsets: dict[int, int], timeout: float = 5.0) -> int:
+        """Messages at or after ``next_offsets`` (partition -> next offset to read; missing: the log's start)."""
+        return sum(
+            max(0, end - max(next_offsets.get(partition, low), low))
+            for partition, (low, end) in self.read(timeout).items()
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def wait_until_ready(bootstrap_servers: str, timeout: float = 30.0) -> str:

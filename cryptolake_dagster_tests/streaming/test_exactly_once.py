@@ -85,9 +85,11 @@ def test_faulty_stream_and_bronze_writer_crash_lose_and_double_nothing(settings,
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
     restarted = start_bronze_writer(
-        writer_env, tmp_path / "writer.log", "--commit-interval", "1", "--exit-when-idle", "8"
+        writer_env, tmp_path / "writer.log", "--commit-interval", "1", "--exit-when-idle", "8", "--progress-every", "1"
     )
     assert restarted.wait(600) == 0, (tmp_path / "writer.log").read_text()[-3000:]
+    progress = [line for line in (tmp_path / "writer.log").read_text().splitlines() if "bronze writer rows:" in line]
+    assert progress and "caught up" in progress[-1], progress[-5:]  # the drain reports its backlog down to zero
 
     _assert_bronze_exactly_once(settings, broker.bootstrap_servers)
     rows = bronze_rows(settings, FAULT_SYMBOLS)

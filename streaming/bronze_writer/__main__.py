@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
+import threading
+import time
 
-from cryptolake.broker import connect_platform_kafka
+from cryptolake.broker import TopicEndOffsets, connect_platform_kafka
+from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.lakehouse.spark import build_spark_session
 from cryptolake.logging import configure_logging, get_logger
+from cryptolake.progress import drain_line
 from cryptolake.settings import settings_from_cli
+from cryptolake.tables import BRONZE_TRADES
 from streaming.bronze_writer.job import BronzeWriter
+from streaming.bronze_writer.offsets import recorded_offsets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,7 +34,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--exit-when-idle", type=float, metavar="SECONDS", help="exit after this long without messages (batch use)"
     )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines on stderr: rows committed, rows/s, backlog still in the topic and its "
+        "ETA, rejects, freshness (0 = off; default %(default)s). The backlog comes from the topic's end offsets; the "
+        "local Tansu broker reports them up to one producer batch per partition short, so there it is a lower bound",
+    )
     return parser.parse_args(argv)
+
+
+def _resume_point(writer: BronzeWriter, ends: TopicEndOffsets) -> dict[int, int]:
+    """Where the writer resumes: the offsets recorded in bronze.trades (when they are of this broker)."""
+    try:
+        table = get_catalog(writer.settings).load_table(BRONZE_TRADES.identifier)
+        recorded = recorded_offsets(table, writer.topic)
+        return dict(recorded.next_offsets) if recorded and recorded.cluster_id == ends.cluster_id() else {}
+    except Exception:  # progress output is best effort
+        return {}
+
+
+class ProgressReporter:
+    """Prints a progress line every ``every_s`` seconds from the writer's counters and the topic's end offsets."""
+
+    def __init__(self, writer: BronzeWriter, bootstrap: str, every_s: float) -> None:
+        self._writer = writer
+        self._ends = TopicEndOffsets(bootstrap, writer.topic)
+        self._every_s = every_s
+        self._resume_from = _resume_point(writer, self._ends)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bronze-writer-progress", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        last_rows, last_at = self._writer.counters.rows, time.monotonic()
+        while not self._done.wait(self._every_s):
+            c = self._writer.counters
+            now = time.monotonic()
+            rate = (c.rows - last_rows) / max(now - last_at, 1e-9)
+            last_rows, last_at = c.rows, now
+            try:
+                backlog = self._ends.backlog(c.last_committed_offsets or self._resume_from)
+            except Exception:  # a progress line must never take the writer down
+                backlog = None
+            freshness = "?" if c.freshness_s is None else f"{c.freshness_s:.1f} s"
+            extra = f"{c.batches} commits, {c.rejected:,} rejected, freshness {freshness}"
+            print(drain_line("bronze writer rows", c.rows, rate, backlog, extra), file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+        self._ends.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: writer.stop())
     log.info("bronze writer starting", commit_interval_s=settings.bronze_commit_interval_s)
-    counters = writer.run(max_idle_s=args.exit_when_idle)
+    reporter = ProgressReporter(writer, bootstrap, args.progress_every) if args.progress_every > 0 else None
+    try:
+        counters = writer.run(max_idle_s=args.exit_when_idle)
+    finally:
+        if reporter is not None:
+            reporter.stop()
     log.info("bronze writer stopped", rows=counters.rows, rejected=counters.rejected, batches=counters.batches)
     spark.stop()
 
