@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,21 @@ class Settings(BaseSettings):
         "http(s):// Iceberg REST catalog. Default: SQLite file in the state directory.",
     )
     warehouse: str | None = Field(None, description="Warehouse URI. Default: file:// under the state dir.")
+
+    # --- Object storage of an s3:// warehouse (AWS S3 or MinIO); credentials: these or the AWS default chain ---
+    s3_endpoint: str | None = Field(
+        None, description="S3 endpoint of an s3:// warehouse, e.g. http://minio:9000. Empty: AWS S3."
+    )
+    s3_region: str | None = Field(None, description="Region of the warehouse bucket, e.g. us-east-1.")
+    s3_path_style_access: bool | None = Field(
+        None, description="Path-style bucket URLs (MinIO needs them). Empty: on when CRYPTOLAKE_S3_ENDPOINT is set."
+    )
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key. Empty: the AWS default credential chain (AWS_ACCESS_KEY_ID, ...)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="S3 secret key (with CRYPTOLAKE_S3_ACCESS_KEY_ID)."
+    )
 
     # --- Kafka -----------------------------------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
@@ -191,6 +206,15 @@ class Settings(BaseSettings):
     @property
     def resolved_warehouse(self) -> str:
         return self.warehouse or (self.state_dir.resolve() / "warehouse").as_uri()
+
+    @property
+    def s3_warehouse(self) -> bool:
+        """The warehouse lives in S3 (or an S3-compatible store such as MinIO)."""
+        return self.resolved_warehouse.startswith(("s3://", "s3a://"))
+
+    @property
+    def resolved_s3_path_style_access(self) -> bool:
+        return self.s3_path_style_access if self.s3_path_style_access is not None else bool(self.s3_endpoint)
 
     @property
     def resolved_api_url(self) -> str:

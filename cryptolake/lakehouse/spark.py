@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
-from cryptolake.lakehouse.catalog import SQLITE_BUSY_TIMEOUT_S, catalog_kind
+from cryptolake.lakehouse.catalog import SQLITE_BUSY_TIMEOUT_S, catalog_kind, s3_properties
 from cryptolake.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,6 +87,12 @@ def spark_conf(settings: Settings, app_name: str = "cryptolake") -> dict[str, st
     else:
         catalog, driver = _jdbc_catalog(settings)
         jars.append(str(driver))
+    if settings.s3_warehouse:
+        catalog |= {
+            "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",  # needs iceberg-aws-bundle (CRYPTOLAKE_SPARK_EXTRA_JARS)
+            "s3.path-style-access": str(settings.resolved_s3_path_style_access).lower(),
+            **s3_properties(settings, "client.region"),
+        }
     tmp = settings.spark_tmp_dir
     conf = {
         "spark.app.name": app_name,

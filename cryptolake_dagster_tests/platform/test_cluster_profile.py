@@ -46,7 +46,7 @@ CRYPTOLAKE_SERVICES = {
 SPARK_DRIVER_SERVICES = {"bronze-writer", "dagster-daemon", "dagster-webserver"}
 DAGSTER_SERVICES = {"dagster-webserver", "dagster-daemon"}
 # Keys that configure libraries, not CryptoLake: the AWS default credential chain (Spark's S3FileIO, pyarrow) and
-# Dagster's PostgreSQL storage (infra/docker/dagster.yaml). pyiceberg's keys are checked separately.
+# Dagster's PostgreSQL storage (infra/docker/dagster.yaml). S3 endpoint and region are CRYPTOLAKE_S3_* settings.
 LIBRARY_KEYS = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -56,8 +56,6 @@ LIBRARY_KEYS = {
     "DAGSTER_POSTGRES_PASSWORD",
     "DAGSTER_POSTGRES_DB",
 }
-PYICEBERG_CATALOG_KEY = re.compile(r"PYICEBERG_CATALOG__(?P<catalog>[A-Z0-9_]+?)__(?P<prop>S3__[A-Z_]+)")
-PYICEBERG_S3_PROPS = {"S3__ENDPOINT", "S3__REGION", "S3__ACCESS_KEY_ID", "S3__SECRET_ACCESS_KEY"}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<default>[^}]*)\}")
 
 
@@ -139,9 +137,7 @@ def test_every_cryptolake_service_sets_the_cluster_profile_and_only_real_setting
     assert Settings.model_config["env_prefix"] == PREFIX
     unknown = [k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in Settings.model_fields]
     assert not unknown, f"{name}: CRYPTOLAKE_* keys that are not Settings fields: {unknown}"
-    foreign = [
-        k for k in env if not k.startswith(PREFIX) and k not in LIBRARY_KEYS and not PYICEBERG_CATALOG_KEY.fullmatch(k)
-    ]
+    foreign = [k for k in env if not k.startswith(PREFIX) and k not in LIBRARY_KEYS]
     assert not foreign, f"{name}: unexpected non-CryptoLake keys: {foreign}"
 
 
@@ -155,7 +151,11 @@ def test_every_cryptolake_service_environment_validates(services, name, monkeypa
         "type": "rest",
         "uri": env["CRYPTOLAKE_CATALOG_URI"],
         "warehouse": env["CRYPTOLAKE_WAREHOUSE"],
+        "s3.endpoint": env["CRYPTOLAKE_S3_ENDPOINT"],
+        "s3.region": env["AWS_REGION"],
+        "s3.force-virtual-addressing": "false",  # MinIO: path-style, because an endpoint is set
     }
+    _service_host_port(services, settings.s3_endpoint)
     _service_host_port(services, settings.resolved_catalog_uri)
     for server in settings.kafka_bootstrap_servers.split(","):
         _service_host_port(services, server)
@@ -315,52 +315,59 @@ def test_extra_jar_and_conf_dir_are_where_the_app_image_puts_them(services) -> N
     assert "DAGSTER_HOME=/opt/dagster/home" in dockerfile
 
 
-def test_spark_defaults_give_the_catalog_s3_on_minio(services, monkeypatch) -> None:
+def test_spark_conf_gives_the_catalog_s3_on_minio_like_the_rest_server(services, monkeypatch) -> None:
+    settings = _cluster_settings(monkeypatch, _env(services["bronze-writer"]))
+    conf = spark_conf(settings)
+    catalog = f"spark.sql.catalog.{settings.catalog_name}"
+    assert conf[f"{catalog}.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+    assert conf[f"{catalog}.s3.path-style-access"] == "true"
+    endpoint = conf[f"{catalog}.s3.endpoint"]
+    assert endpoint == settings.s3_endpoint and urlparse(endpoint).hostname == "minio" and "minio" in services
+    assert not any(key.endswith(("access-key-id", "secret-access-key")) for key in conf), "credentials: AWS_* chain"
+
+    # spark-defaults.conf (SPARK_CONF_DIR in the image) must not contradict spark_conf, which wins.
     defaults = dict(
         line.split(None, 1)
         for line in SPARK_DEFAULTS.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     )
     defaults = {key: value.strip() for key, value in defaults.items()}
-    settings = _cluster_settings(monkeypatch, _env(services["bronze-writer"]))
-    catalog = f"spark.sql.catalog.{settings.catalog_name}"
-    assert defaults[f"{catalog}.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
-    assert defaults[f"{catalog}.s3.path-style-access"] == "true"
-    endpoint = defaults[f"{catalog}.s3.endpoint"]
-    assert urlparse(endpoint).hostname == "minio" and "minio" in services
-    for key in defaults:
-        if key.startswith("spark.sql.catalog."):
-            assert key.startswith(f"{catalog}."), f"{key}: not the catalog CRYPTOLAKE_CATALOG_NAME names"
-    # spark_conf wins over spark-defaults.conf: any key both set must agree, or the file is dead configuration.
-    conf = spark_conf(settings)
+    assert not [key for key in defaults if key.startswith("spark.sql.catalog.")], "catalog settings live in spark_conf"
     clashes = {key: (defaults[key], conf[key]) for key in defaults.keys() & conf.keys() if defaults[key] != conf[key]}
     assert not clashes, clashes
 
     rest = _env(services["iceberg-rest"])
     assert rest["CATALOG_S3_ENDPOINT"] == endpoint
-    assert rest["CATALOG_IO__IMPL"] == defaults[f"{catalog}.io-impl"]
+    assert rest["CATALOG_IO__IMPL"] == conf[f"{catalog}.io-impl"]
+    assert rest["CATALOG_S3_PATH__STYLE__ACCESS"] == conf[f"{catalog}.s3.path-style-access"]
     for name in ("iceberg-rest", "spark-worker", *sorted(SPARK_DRIVER_SERVICES)):
         env = _env(services[name])
         assert env["AWS_ACCESS_KEY_ID"] == _env(services["minio"])["MINIO_ROOT_USER"], name
         assert env["AWS_SECRET_ACCESS_KEY"] == _env(services["minio"])["MINIO_ROOT_PASSWORD"], name
-        assert env["AWS_REGION"] == defaults[f"{catalog}.client.region"], name
+        assert env["AWS_REGION"] == conf[f"{catalog}.client.region"], name
     bucket = urlparse(settings.resolved_warehouse).netloc
     assert f"mc mb --ignore-existing lake/{bucket}" in " ".join(services["minio-init"]["command"])
 
 
-@pytest.mark.parametrize("name", sorted(CRYPTOLAKE_SERVICES))
-def test_pyiceberg_reads_the_s3_endpoint_for_the_configured_catalog(services, name, monkeypatch) -> None:
-    from pyiceberg.utils.config import Config
-
-    env = _env(services[name])
-    settings = _cluster_settings(monkeypatch, env)
-    keys = {k: PYICEBERG_CATALOG_KEY.fullmatch(k) for k in env if k.startswith("PYICEBERG_")}
-    assert all(keys.values()), f"{name}: malformed PYICEBERG_* keys {keys}"
-    assert {m["catalog"] for m in keys.values()} == {settings.catalog_name.upper()}
-    assert {m["prop"] for m in keys.values()} <= PYICEBERG_S3_PROPS
-    catalog_config = Config().get_catalog_config(settings.catalog_name)
-    assert catalog_config["s3.endpoint"] == "http://minio:9000"
-    assert catalog_config["s3.region"] == env["AWS_REGION"]
+def test_s3_settings_map_to_both_clients(monkeypatch) -> None:
+    settings = _cluster_settings(monkeypatch, {})
+    base = {"warehouse": "s3://bucket/lake", "s3_region": "eu-west-1", "_env_file": None}
+    aws = Settings(**base)  # AWS S3 itself: no endpoint, virtual-hosted addressing
+    assert pyiceberg_properties(aws)["s3.force-virtual-addressing"] == "true"
+    assert "s3.endpoint" not in pyiceberg_properties(aws)
+    minio = Settings(**base, s3_endpoint="http://127.0.0.1:9000", s3_access_key_id="key", s3_secret_access_key="secret")
+    props = pyiceberg_properties(minio)
+    assert (props["s3.endpoint"], props["s3.region"], props["s3.force-virtual-addressing"]) == (
+        "http://127.0.0.1:9000", "eu-west-1", "false"
+    )  # fmt: skip
+    assert (props["s3.access-key-id"], props["s3.secret-access-key"]) == ("key", "secret")
+    assert "secret'" not in repr(minio)  # a SecretStr
+    conf = spark_conf(minio)
+    catalog = f"spark.sql.catalog.{minio.catalog_name}"
+    assert conf[f"{catalog}.client.region"] == "eu-west-1" and conf[f"{catalog}.s3.secret-access-key"] == "secret"
+    assert conf[f"{catalog}.s3.path-style-access"] == "true"
+    local = spark_conf(settings)  # a file:// warehouse gets no S3 properties
+    assert not [key for key in local if ".s3." in key or key.endswith(".io-impl")]
 
 
 def test_dagster_instance_uses_postgres_from_the_compose_environment(services) -> None:
