@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from cryptolake.logging import configure_logging
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, inclusive (default: --from)")
     backfill.add_argument("--job", default="silver_gold_daily", help="partitioned job to run (default %(default)s)")
     backfill.add_argument("--fail-fast", action="store_true", help="stop at the first failed day")
-    backfill.add_argument("--dagster-logs", action="store_true", help="also print Dagster's own event log lines")
+    backfill.add_argument(
+        "--dagster-logs",
+        action="store_true",
+        help="also print Dagster's event log and the libraries' INFO logs (alembic, Soda scan results)",
+    )
     sub.add_parser("bootstrap", help="create the catalog, the namespaces and the registered tables (idempotent)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     sub.add_parser("env-example", help="print the documented list of every CRYPTOLAKE_* setting (.env.example)")
@@ -82,6 +87,8 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     from cryptolake_dagster.backfill import BackfillError, run_backfill
     from cryptolake_dagster.definitions import defs
 
+    if not args.dagster_logs:  # the progress lines are the output; libraries' INFO chatter (alembic, Soda) is not
+        logging.getLogger().setLevel(logging.WARNING)
     bootstrap_lakehouse(settings)
     instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
     try:

@@ -121,7 +121,9 @@ def run_backfill(
     keys = partition_keys(job, start, end)
     backfill_id = uuid.uuid4().hex[:8]
     progress = Progress(f"backfill {job_name}", total=len(keys), unit="days", stream=stream)
-    progress.emit(f"backfill {job_name} {backfill_id}: {len(keys)} days, {keys[0]} .. {keys[-1]}, one run per day")
+    progress.emit(
+        f"backfill {job_name} {backfill_id}: {len(keys)} day{'s' if len(keys) != 1 else ''}, {keys[0]} .. {keys[-1]}, one run per day"
+    )
     outcomes: list[PartitionOutcome] = []
     for key in keys:
         started = time.monotonic()
