@@ -153,6 +153,9 @@ class Trade:
                 raise ContractError("wrong_type", f"{name} must be a non-empty string")
         if data["coin_id"] is not None and not isinstance(data["coin_id"], str):
             raise ContractError("wrong_type", "coin_id must be a string or null")
+        for name in ("exchange", "base_asset", "quote_asset", "coin_id"):  # json.loads lets "\ud800" through
+            if data[name] is not None and not data[name].isascii() and _SURROGATE(data[name]):
+                raise ContractError("invalid_text", f"{name}={data[name]!r} holds a lone UTF-16 surrogate")
         return cls(
             exchange=data["exchange"],
             market=market,
@@ -564,13 +567,19 @@ def _load_object(payload: bytes | str | dict[str, Any]) -> dict[str, Any]:
         return payload
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ContractError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
+    if not payload:
+        raise ContractError("invalid_json", "empty message (a null Kafka value / tombstone, or zero bytes)")
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError("invalid_json", str(exc)) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
+        raise ContractError("invalid_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise ContractError("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     return data
+
+
+_PLAIN_SYNTAX: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?").fullmatch
+_SURROGATE: Final = re.compile("[\ud800-\udfff]").search
 
 
 def _symbol(value: Any) -> str:
@@ -595,6 +604,8 @@ def _decimal(data: dict[str, Any], key: str, scale: int) -> Decimal:
         raise ContractError("non_positive_number", f"{key}={raw!r} must be > 0")
     if value.adjusted() >= MAX_INTEGER_DIGITS:
         raise ContractError("number_out_of_range", f"{key}={raw!r} is too large")
+    if _PLAIN_SYNTAX(raw) is None:  # Decimal() also takes " 1", "1_0", "1e3", "+1", ".5", non-ASCII digits
+        raise ContractError("invalid_decimal", f"{key}={raw!r} is not a plain decimal (ASCII digits, one '.')")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > scale and value != value.quantize(Decimal(1).scaleb(-scale)):
         raise ContractError("too_many_decimals", f"{key}={raw!r} has more than {scale} decimals")
@@ -628,7 +639,8 @@ def _time(data: dict[str, Any], key: str, now_ms: int | None) -> datetime:
     value = data[key]
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
-    value = _int({key: value}, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError("wrong_type", f"{key} must be an integer, got {type(value).__name__}")
     now_ms = now_ms if now_ms is not None else int(datetime.now(UTC).timestamp() * 1000)
     if value < MIN_TRADE_TIME_MS or value > now_ms + MAX_FUTURE_MS:
         raise ContractError("absurd_timestamp", f"{key}={value} is outside [2017-01-01, now + 1 day]")

@@ -27,7 +27,7 @@ def _recorded_agg_trades(samples_dir) -> list[dict]:
     for path in sorted(samples_dir.glob("*.ndjson")):
         for line in path.read_text().splitlines():
             data = unwrap_combined(json.loads(line)["raw"])
-            if data is not None:
+            if data is not None and data["e"] == "aggTrade":  # the recordings hold kline events too
                 found.append(data)
     return found
 

@@ -314,6 +314,38 @@ def test_stall_pauses_without_closing() -> None:
         assert sim.health()["faults"]["stall"] == 1
 
 
+def test_raw_frames_are_sent_verbatim_between_trades_and_never_faulted() -> None:
+    big = '{"pad":"' + "x" * (2 << 20) + '"}'  # a 2 MiB frame
+    frames: list[str | bytes] = ['{"stream":', b"\xff\xfe{not utf-8", "", big, '["x"]']
+    with simulator(symbols=("BTCUSDT", "ETHUSDT"), rate=200, faults=Faults(duplicate_every=1)) as sim:
+
+        async def scenario() -> list[str | bytes]:
+            got: list[str | bytes] = []
+            url = f"{sim.url}/stream?streams=btcusdt@aggTrade"
+            async with connect(url, open_timeout=5, max_size=None) as ws:
+                while len(got) < 6:
+                    got.append(await asyncio.wait_for(ws.recv(), 5))
+                # Blocks this client's loop briefly; the frames queue up behind the trades already sent.
+                assert sim.publish_raw(frames) == len(frames)
+                assert sim.publish_raw(['{"only":"eth"}'], stream="ethusdt@aggTrade") == 1
+                assert sim.publish_raw(["{}"], stream="btcusdt@aggTrade") == 1
+                while sum(isinstance(m, str) and m.startswith('{"stream":"btcusdt') for m in got) < 20:
+                    got.append(await asyncio.wait_for(ws.recv(), 5))
+            return got
+
+        got = asyncio.run(scenario())
+        health = sim.health()
+    injected = [m for m in got if not (isinstance(m, str) and m.startswith('{"stream":"btcusdt@aggTrade","data":'))]
+    assert injected == [*frames, "{}"]  # exact text and frame type (bytes = binary frame), in order, once each
+    positions = [i for i, m in enumerate(got) if any(m is f or m == f for f in injected)]
+    assert 6 <= positions[0] and positions[-1] < len(got) - 1  # trades before and after them
+    ids = [json.loads(m)["data"]["a"] for m in got if m not in injected]
+    assert ids == [a for a in sorted(set(ids)) for _ in (0, 1)]  # every trade doubled by the fault, none lost
+    assert health["raw_published"] == len(frames) + 2 and health["trades_emitted"] >= 10
+    with pytest.raises(TypeError):
+        sim.server.publish_raw(123)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------------------------------- replay
 
 

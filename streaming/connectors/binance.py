@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptolake.contract import ContractError, Market
+from cryptolake.contract import MAX_MESSAGE_BYTES, ContractError, Market
 
 MAX_STREAMS_PER_CONNECTION: Final = {"spot": 1024, "usdm_futures": 200}
 LIVE_WS_URLS: Final = {"spot": "wss://stream.binance.com:9443", "usdm_futures": "wss://fstream.binance.com"}
@@ -39,14 +39,23 @@ def plan_connections(market: Market, ws_base: str, symbols: list[str]) -> list[S
 
 
 def unwrap_combined(text: str | bytes) -> dict[str, Any] | None:
-    """``{"stream", "data"}`` -> the data object if it is an aggTrade, ``None`` for other event types.
+    """``{"stream", "data"}`` (or a raw-stream event) -> the event's data object; ``None`` for subscription replies.
 
-    Raises ContractError (reason ``invalid_json`` / ``not_an_object`` / ``missing_field``) for broken frames.
+    Raises ContractError (reason ``oversized_message`` / ``invalid_json`` / ``not_an_object`` / ``missing_field``)
+    for broken frames. Events of another type than aggTrade are returned: the normalizer rejects them
+    (``unexpected_event_type``), as the producer subscribes to aggTrade streams only.
     """
+    size = len(text)
+    if isinstance(text, str) and size * 4 > MAX_MESSAGE_BYTES:  # up to 4 bytes a character: count them
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise ContractError("oversized_message", f"{size} bytes > {MAX_MESSAGE_BYTES}")
+    if not text:
+        raise ContractError("invalid_json", "empty frame")
     try:
         message = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError("invalid_json", str(exc)) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
+        raise ContractError("invalid_json", str(exc)[:200]) from None
     if not isinstance(message, dict):
         raise ContractError("not_an_object", f"frame is a {type(message).__name__}")
     data = message.get("data", message) if "stream" in message else message
@@ -56,7 +65,7 @@ def unwrap_combined(text: str | bytes) -> dict[str, Any] | None:
         if "result" in message or "id" in message:  # subscription acknowledgements
             return None
         raise ContractError("missing_field", "frame has no event type 'e'")
-    return data if data["e"] == "aggTrade" else None
+    return data
 
 
 def endpoints_for(

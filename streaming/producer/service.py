@@ -27,7 +27,9 @@ from streaming.producer.gap_repair import AggTradesClient, GapRepairError
 from streaming.sinks.kafka_producer import TradeKafkaSink
 
 log = get_logger(__name__)
-MAX_FRAME_BYTES = 1 << 20
+# Frames up to this size are received and dead-lettered (> 64 KiB: oversized_message); larger ones close the
+# connection (websockets 1009) and the trades behind them are repaired over REST.
+MAX_FRAME_BYTES = 16 << 20
 
 
 @dataclass
@@ -157,6 +159,8 @@ class TradeProducer:
                 log.warning("connection silent, reconnecting", timeout_s=self.settings.ws_silence_timeout_s)
             except (websockets.ConnectionClosed, OSError, websockets.InvalidHandshake) as exc:
                 log.warning("connection lost", market=endpoint.market, error=str(exc) or type(exc).__name__)
+            except Exception:  # a bug must not end this loop silently: log it, reconnect, gap repair fills in
+                log.exception("unexpected error on the connection, reconnecting", market=endpoint.market)
             self.counters.reconnects += 1
             delay = min(60.0, 0.5 * 2**attempt) * (0.5 + random.random())
             attempt = min(attempt + 1, 8)

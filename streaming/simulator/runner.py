@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .protocol import AggTrade, rest_aggtrade
@@ -59,6 +59,17 @@ class SimulatorHandle:
 
     def health(self) -> dict[str, Any]:
         return self._call(self.server.health)
+
+    def publish_raw(self, frames: Iterable[str | bytes], stream: str | None = None) -> int:
+        """Send each frame verbatim (see :meth:`SimulatorServer.publish_raw`), in order; returns how many."""
+        batch = list(frames)
+
+        def publish() -> int:
+            for frame in batch:
+                self.server.publish_raw(frame, stream)
+            return len(batch)
+
+        return self._call(publish)
 
     def wait_for_emitted(self, count: int, timeout: float = 10.0) -> int:
         """Block until at least ``count`` trades were emitted (or the feed ended); returns the count."""

@@ -106,9 +106,11 @@ class Message:
 
     stream: str
     data: dict[str, Any]
-    data_text: str
-    combined_text: str
+    data_text: str | bytes
+    combined_text: str | bytes
     trade: p.AggTrade | None
+    #: A frame from ``publish_raw``: sent exactly as given on every kind of connection, never faulted.
+    verbatim: bool = False
 
 
 class _Subscriber:
@@ -176,6 +178,7 @@ class SimulatorServer:
         self.port: int = cfg.port
         self.trades_emitted = 0
         self.messages_published = 0
+        self.raw_published = 0
         self.messages_sent = 0
         self.history_rejected = 0
         self.connections_total = 0
@@ -324,18 +327,36 @@ class SimulatorServer:
         self._record_trade(trade)
         self._broadcast(Message(stream, data, data_text, p.combined_message(stream, data_text), trade))
 
+    def publish_raw(self, frame: str | bytes, stream: str | None = None) -> None:
+        """Send ``frame`` exactly as given (``str`` as a text frame, ``bytes`` as a binary frame) to the
+        subscribers of ``stream`` — to every connection when None — in order with the trades around it.
+
+        For malformed-input tests: the frame is not parsed, not recorded in the REST history and never faulted.
+        """
+        if not isinstance(frame, str | bytes):
+            raise TypeError(f"a frame is str or bytes, got {type(frame).__name__}")
+        self.raw_published += 1
+        msg = Message(stream or "", {}, frame, frame, None, verbatim=True)
+        for sub in self._subscribers:
+            if stream is None or stream in sub.streams:
+                self._enqueue(sub, msg)
+
     def _broadcast(self, msg: Message) -> None:
         self.messages_published += 1
         for sub in self._subscribers:
-            if msg.stream not in sub.streams or sub.overflowed:
-                continue
-            try:
-                sub.queue.put_nowait(msg)
-            except asyncio.QueueFull:
-                sub.overflowed = True
-                self.slow_consumer_drops += 1
-                log.warning("slow consumer disconnected", connection=sub.index)
-                sub.ws.transport.abort()
+            if msg.stream in sub.streams:
+                self._enqueue(sub, msg)
+
+    def _enqueue(self, sub: _Subscriber, msg: Message) -> None:
+        if sub.overflowed:
+            return
+        try:
+            sub.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            sub.overflowed = True
+            self.slow_consumer_drops += 1
+            log.warning("slow consumer disconnected", connection=sub.index)
+            sub.ws.transport.abort()
 
     async def _progress(self, interval: float) -> None:
         while True:
@@ -381,6 +402,7 @@ class SimulatorServer:
             "feed_done": self.feed_done,
             "trades_emitted": self.trades_emitted,
             "messages_published": self.messages_published,
+            "raw_published": self.raw_published,
             "messages_sent": self.messages_sent,
             "history_rejected": self.history_rejected,
             "connections_total": self.connections_total,
@@ -428,7 +450,7 @@ class SimulatorServer:
         sub.sent += 1
         self.messages_sent += 1
 
-    def _text(self, sub: _Subscriber, msg: Message) -> str:
+    def _text(self, sub: _Subscriber, msg: Message) -> str | bytes:
         return msg.combined_text if sub.combined else msg.data_text
 
     async def _send_loop(self, sub: _Subscriber) -> None:
@@ -445,7 +467,7 @@ class SimulatorServer:
                     await self._send(sub, self._text(sub, held))
                     held = None
                     continue
-            if not active:
+            if not active or msg.verbatim:
                 await self._send(sub, self._text(sub, msg))
                 continue
             if msg.trade is not None and faults.should_skip():

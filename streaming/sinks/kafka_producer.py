@@ -17,7 +17,8 @@ from cryptolake.settings import Settings
 from cryptolake.tables import TRADES_DLQ_TOPIC, TRADES_TOPIC
 
 log = get_logger(__name__)
-MAX_DLQ_RAW_BYTES = 256 * 1024
+# JSON escaping can grow the raw text 6x (\u0001, \ufffd): the envelope stays below librdkafka's 1 MB message limit.
+MAX_DLQ_RAW_BYTES = 128 * 1024
 
 
 @dataclass
