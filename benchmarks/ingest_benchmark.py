@@ -3,9 +3,10 @@
 Runs everything locally in a temporary state directory: its own Kafka-protocol broker (``LocalBroker``), its own
 SQLite catalog + warehouse and one in-process Spark session. Parts (all by default, pick with ``--parts``):
 
-* ``producer``  — ``normalize_binance_agg_trade`` + ``TradeKafkaSink.publish`` on recorded-format aggTrade
-  ``data`` objects (Binance spot shapes from the simulator's generator), one Python thread; msgs/s per wall clock
-  and per CPU second of that thread (= on one fully available core).
+* ``producer``  — ``encode_binance_agg_trade`` (normalize + serialize) + ``TradeKafkaSink.publish_encoded``, the
+  calls ``TradeProducer`` makes per trade, on recorded-format aggTrade ``data`` objects (Binance spot shapes from
+  the simulator's generator), one Python thread; msgs/s per wall clock and per CPU second of that thread (= on one
+  fully available core).
 * ``ws``        — the producer's whole WebSocket path (``TradeProducer``: recv, unwrap, normalize, publish)
   against the local exchange simulator running at rate 0 in a subprocess.
 * ``bronze``    — the Bronze writer (``BronzeWriter``, in-process Spark) draining a preloaded topic, at a 30 s and
@@ -255,34 +256,32 @@ class Harness:
 
 
 def bench_producer(settings: Any, bootstrap: str, count: int) -> dict[str, Any]:
-    from cryptolake.contract import normalize_binance_agg_trade
+    from cryptolake.contract import encode_binance_agg_trade
     from streaming.sinks.kafka_producer import TradeKafkaSink
 
     class BenchSink(TradeKafkaSink):
-        def topic(self, trade: Any) -> str:
-            return "bench.producer"
+        trades_topic = "bench.producer"
 
     sink = BenchSink(bootstrap, settings)
     symbols, coin_ids = frozenset(SYMBOLS), settings.coin_ids
     for chunk in agg_trade_data(2_000, seed=1):  # warm-up: connection, metadata, first batches
         for data in chunk:
-            sink.publish(normalize_binance_agg_trade(data, market="spot", source="ws", coin_ids=coin_ids))
+            sink.publish_encoded(encode_binance_agg_trade(data, market="spot", source="ws", coin_ids=coin_ids))
     sink.flush(30)
     warm_delivered = sink.counters.delivered
-    say(f"producer: normalize + publish of {count:,} aggTrade messages (load {load()})")
+    say(f"producer: normalize + encode + publish of {count:,} aggTrade messages (load {load()})")
     meter = CpuMeter()
     norm_cpu = norm_wall = pub_cpu = pub_wall = 0.0
     done = 0
     clock, cpu = time.perf_counter, time.thread_time
     for chunk in agg_trade_data(count, seed=2):
         w0, c0 = clock(), cpu()
-        trades = [
-            normalize_binance_agg_trade(d, market="spot", source="ws", coin_ids=coin_ids, symbols=symbols)
-            for d in chunk
+        encoded = [
+            encode_binance_agg_trade(d, market="spot", source="ws", coin_ids=coin_ids, symbols=symbols) for d in chunk
         ]
         w1, c1 = clock(), cpu()
-        for trade in trades:
-            sink.publish(trade)
+        for trade in encoded:
+            sink.publish_encoded(trade)
         w2, c2 = clock(), cpu()
         norm_wall, norm_cpu = norm_wall + w1 - w0, norm_cpu + c1 - c0
         pub_wall, pub_cpu = pub_wall + w2 - w1, pub_cpu + c2 - c1
@@ -299,7 +298,7 @@ def bench_producer(settings: Any, bootstrap: str, count: int) -> dict[str, Any]:
         "thread_cpu_s": round(thread_cpu, 3),
         "msgs_per_s_wall": round(count / wall),
         "msgs_per_s_one_core": round(count / thread_cpu),
-        "us_per_msg_normalize": round(norm_cpu / count * 1e6, 2),
+        "us_per_msg_encode": round(norm_cpu / count * 1e6, 2),
         "us_per_msg_publish": round(pub_cpu / count * 1e6, 2),
         "flush_s": round(flush_wall, 3),
         "msgs_per_s_until_all_acked": round(count / (wall + flush_wall)),
@@ -311,7 +310,7 @@ def bench_producer(settings: Any, bootstrap: str, count: int) -> dict[str, Any]:
     }
     say(
         f"producer: {result['msgs_per_s_wall']:,} msg/s wall, {result['msgs_per_s_one_core']:,} msg/s per core "
-        f"(normalize {result['us_per_msg_normalize']} us + publish {result['us_per_msg_publish']} us per msg)"
+        f"(normalize+encode {result['us_per_msg_encode']} us + publish {result['us_per_msg_publish']} us per msg)"
     )
     return result
 
@@ -352,8 +351,7 @@ def bench_ws(harness: Harness, settings: Any, bootstrap: str, count: int) -> dic
     from streaming.sinks.kafka_producer import TradeKafkaSink
 
     class BenchSink(TradeKafkaSink):
-        def topic(self, trade: Any) -> str:
-            return "bench.ws"
+        trades_topic = "bench.ws"
 
     port = free_port()
     url = start_simulator(harness, port, rate=0, max_trades=count, seed=3)
@@ -443,25 +441,26 @@ def timed_writer_class() -> type:
         label = "bronze"
         expected = 0
 
-        def commit(self, records: list) -> None:
+        def _write(self, batch: Any) -> None:
             started = time.monotonic()
             self._append_seconds = 0.0
-            super().commit(records)
+            super()._write(batch)
             seconds = time.monotonic() - started
             self.commits.append(
-                {"rows": len(records), "seconds": round(seconds, 3), "append_s": round(self._append_seconds, 3),
-                 "ended_at": time.time()}
+                {"rows": batch.messages, "seconds": round(seconds, 3), "append_s": round(self._append_seconds, 3),
+                 "decode_s": round(batch.decode_seconds, 3), "ended_at": time.time()}
             )  # fmt: skip
             total = sum(c["rows"] for c in self.commits)
             of = f"/{self.expected:,}" if self.expected else ""
             say(
-                f"  [{self.label}] commit {len(self.commits)}: {len(records):,} rows in {seconds:.2f} s "
-                f"(Spark append {self._append_seconds:.2f} s); {total:,}{of} rows; load {load()}"
+                f"  [{self.label}] commit {len(self.commits)}: {batch.messages:,} rows in {seconds:.2f} s "
+                f"(Spark append {self._append_seconds:.2f} s; decoded in {batch.decode_seconds:.2f} s while the "
+                f"previous batch was written); {total:,}{of} rows; load {load()}"
             )
 
-        def _append_trades(self, batch: Any, offsets: Any, now: Any) -> None:
+        def _append_trades(self, batch: Any) -> None:
             started = time.monotonic()
-            super()._append_trades(batch, offsets, now)
+            super()._append_trades(batch)
             self._append_seconds = time.monotonic() - started
 
     return TimedBronzeWriter
@@ -495,6 +494,7 @@ def bronze_run(settings: Any, spark: Any, bootstrap: str, topic: str, count: int
         "rows_per_s_after_first_commit": round(steady_rows / steady_elapsed) if len(commits) > 1 else None,
         "mean_commit_s": round(statistics.mean(c["seconds"] for c in commits), 2),
         "mean_spark_append_s": round(statistics.mean(c["append_s"] for c in commits), 2),
+        "mean_decode_s": round(statistics.mean(c["decode_s"] for c in commits), 2),
         "batch_rows": [c["rows"] for c in commits],
         "commit_seconds": [c["seconds"] for c in commits],
         "load_average_after": load(),
@@ -707,7 +707,7 @@ def print_summary(results: dict[str, Any]) -> None:
         lines += [
             ("producer normalize+publish, per core", f"{p['msgs_per_s_one_core']:,} msg/s"),
             ("producer normalize+publish, wall", f"{p['msgs_per_s_wall']:,} msg/s"),
-            ("  us per msg: normalize / publish", f"{p['us_per_msg_normalize']} / {p['us_per_msg_publish']}"),
+            ("  us per msg: normalize+encode / publish", f"{p['us_per_msg_encode']} / {p['us_per_msg_publish']}"),
             ("  until every message is acked", f"{p['msgs_per_s_until_all_acked']:,} msg/s"),
         ]
     if "producer_ws" in results:

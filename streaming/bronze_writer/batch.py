@@ -2,8 +2,9 @@
 
 Valid rows are kept columnar, as the values on the wire (decimal strings, epoch milliseconds), and become one Arrow
 table with the Bronze types (``decimal128``, ``timestamp[us, UTC]``) in C: no ``Trade``, ``Decimal`` or
-``datetime`` object per row. :func:`cryptolake.contract.wire_values` decides the ordinary messages; every other
-message goes through ``Trade.from_wire``, which accepts it or rejects it with its reason code.
+``datetime`` object per row. One vectorised pass (:mod:`streaming.bronze_writer.columnar`) accepts the ordinary
+messages of the whole batch; every other message is decided one by one by :func:`cryptolake.contract.wire_values`
+or else ``Trade.from_wire``, which accepts it or rejects it with its reason code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol, overload
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cryptolake.contract import (
     PRICE_SCALE,
@@ -29,6 +31,7 @@ from cryptolake.contract import (
     trade_from_wire_values,
     wire_values,
 )
+from streaming.bronze_writer.columnar import WIRE_SCHEMA, certainly_valid
 
 MAX_REJECTED_RAW = 64 * 1024
 
@@ -63,7 +66,11 @@ if tuple(_WIRE_ARROW_TYPES) != WIRE_FIELDS:
     raise RuntimeError("the wire fields changed: update _WIRE_ARROW_TYPES")
 _SCALES = {"price": PRICE_SCALE, "quantity": QUANTITY_SCALE, "quote_quantity": QUOTE_SCALE}
 _WIDE = Context(prec=60)  # quantize() a DECIMAL(38, 16) value without hitting the default 28-digit precision
-_TRADE_TIME = WIRE_FIELDS.index("trade_time_ms")
+_WIRE_TABLE_SCHEMA = (
+    WIRE_SCHEMA.append(pa.field("kafka_topic", pa.string()))
+    .append(pa.field("kafka_partition", pa.int32()))
+    .append(pa.field("kafka_offset", pa.int64()))
+)
 _SYMBOL = WIRE_FIELDS.index("symbol")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -75,13 +82,11 @@ class DecodedBatch:
 
     rejected: list[dict[str, object]] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
-    # One entry per valid row: the wire values (WIRE_FIELDS order) and the Kafka coordinates.
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    topics: list[str] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    # Trades that took the full Trade.from_wire path, by row index: ``trades`` returns these very objects.
-    checked_trades: dict[int, Trade] = field(default_factory=dict)
+    # The valid rows in message order: the wire values (WIRE_FIELDS; decimal strings, epoch ms) and the Kafka
+    # coordinates (kafka_topic, kafka_partition, kafka_offset).
+    wire: pa.Table = field(default_factory=lambda: _WIRE_TABLE_SCHEMA.empty_table())
+    # How many valid rows the vectorised check accepted (the rest took the per-message contract path).
+    vectorised_rows: int = 0
 
     @property
     def trades(self) -> TradeRows:
@@ -90,24 +95,20 @@ class DecodedBatch:
 
     @property
     def newest_trade_time(self) -> datetime | None:
-        if not self.rows:
+        if not self.wire.num_rows:
             return None
-        return from_epoch_ms(max(row[_TRADE_TIME] for row in self.rows))
+        return from_epoch_ms(pc.max(self.wire["trade_time_ms"]).as_py())
 
     def trades_table(self, written_at: datetime) -> pa.Table:
         """The valid rows as an Arrow table with the ``bronze.trades`` columns and types."""
-        count = len(self.rows)
-        columns = list(zip(*self.rows, strict=True)) if count else [()] * len(WIRE_FIELDS)
-        arrays = [
-            _wire_array(values, arrow_type)
-            for arrow_type, values in zip(_WIRE_ARROW_TYPES.values(), columns, strict=True)
-        ]
+        wire = self.wire
+        arrays = [_wire_array(wire[name], arrow_type) for name, arrow_type in _WIRE_ARROW_TYPES.items()]
         written_us = (written_at - _EPOCH) // _ONE_US
         arrays += [
-            pa.array(self.topics, pa.string()),
-            pa.array(self.partitions, pa.int32()),
-            pa.array(self.offsets, pa.int64()),
-            pa.array(np.full(count, written_us, dtype=np.int64), _TIMESTAMP),
+            wire["kafka_topic"],
+            wire["kafka_partition"],
+            wire["kafka_offset"],
+            pa.array(np.full(wire.num_rows, written_us, dtype=np.int64), _TIMESTAMP),
         ]
         return pa.Table.from_arrays(arrays, names=BRONZE_COLUMNS)
 
@@ -119,12 +120,10 @@ class DecodedBatch:
         return pd.DataFrame.from_records(self.rejected, columns=REJECTED_COLUMNS)
 
 
-def _wire_array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
-    if arrow_type == _TIMESTAMP:  # epoch ms -> us, exact integer arithmetic
-        return pa.array(np.fromiter(values, dtype=np.int64, count=len(values)) * 1000, arrow_type)
-    if pa.types.is_decimal(arrow_type):  # exact decimal strings -> decimal128, parsed by Arrow
-        return pa.array(values, pa.string()).cast(arrow_type)
-    return pa.array(values, arrow_type)
+def _wire_array(values: pa.ChunkedArray, arrow_type: pa.DataType) -> pa.ChunkedArray:
+    if arrow_type == _TIMESTAMP:  # epoch ms -> us, exact integer arithmetic (times are checked < year 2242)
+        return pc.multiply(values, 1000).cast(arrow_type)
+    return values.cast(arrow_type)  # decimal strings -> decimal128, parsed by Arrow (exact); int64 -> int32
 
 
 class TradeRows(Sequence[tuple[Trade, str, int, int]]):
@@ -134,7 +133,7 @@ class TradeRows(Sequence[tuple[Trade, str, int, int]]):
         self._batch = batch
 
     def __len__(self) -> int:
-        return len(self._batch.rows)
+        return self._batch.wire.num_rows
 
     @overload
     def __getitem__(self, index: int) -> tuple[Trade, str, int, int]: ...
@@ -143,10 +142,10 @@ class TradeRows(Sequence[tuple[Trade, str, int, int]]):
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        b = self._batch
-        i = range(len(b.rows))[index]  # IndexError and negative indexes as for a list
-        trade = b.checked_trades.get(i) or trade_from_wire_values(b.rows[i])
-        return trade, b.topics[i], b.partitions[i], b.offsets[i]
+        i = range(len(self))[index]  # IndexError and negative indexes as for a list
+        row = self._batch.wire.slice(i, 1).to_pylist()[0]
+        trade = trade_from_wire_values(tuple(row[name] for name in WIRE_FIELDS))
+        return trade, row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]
 
     def __iter__(self) -> Iterator[tuple[Trade, str, int, int]]:
         return (self[i] for i in range(len(self)))
@@ -161,49 +160,74 @@ def _checked_values(trade: Trade) -> tuple[Any, ...]:
     return tuple(wire[name] for name in WIRE_FIELDS)
 
 
-def decode_batch(records: list[KafkaRecord], now: datetime | None = None) -> DecodedBatch:
-    """Validate every record against the trade contract; keep Kafka coordinates on each row."""
+def decode_batch(records: list[KafkaRecord], now: datetime | None = None, vectorised: bool = True) -> DecodedBatch:
+    """Validate every record against the trade contract; keep Kafka coordinates on each row.
+
+    The ordinary messages are accepted by one vectorised pass (:mod:`.columnar`) when ``vectorised``; every other
+    message is decided one by one: :func:`cryptolake.contract.wire_values`, else ``Trade.from_wire``, which
+    accepts it or rejects it with its reason code. Both give the same rows for the same messages.
+    """
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
     batch = DecodedBatch()
-    next_offsets, rows = batch.next_offsets, batch.rows
-    topics, partitions, offsets = batch.topics, batch.partitions, batch.offsets
+    count = len(records)
+    topics = [r.topic() for r in records]
+    partitions = np.fromiter((r.partition() for r in records), np.int32, count)
+    offsets = np.fromiter((r.offset() for r in records), np.int64, count)
+    values = [r.value() for r in records]
+    keys = [r.key() for r in records]
+    for partition in np.unique(partitions).tolist():
+        batch.next_offsets[partition] = int(offsets[partitions == partition].max()) + 1
+    if vectorised:
+        fast_index, fast = certainly_valid(values, keys, now_ms)
+    else:
+        fast_index, fast = np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table()
+    batch.vectorised_rows = len(fast_index)
+    slow = np.ones(count, dtype=bool)
+    slow[fast_index] = False
+    slow_index, slow_rows = [], []
     symbol_keys: dict[str, bytes] = {}
-    for record in records:
-        topic, partition, offset = record.topic(), record.partition(), record.offset()
-        if offset >= next_offsets.get(partition, 0):
-            next_offsets[partition] = offset + 1
-        value = record.value() or b""
-        values = wire_values(value, now_ms)
+    for i in np.flatnonzero(slow).tolist():
+        value = values[i] or b""
+        row = wire_values(value, now_ms)
         try:
-            if values is None:  # not an ordinary message: the full check accepts it or says why not
-                trade = Trade.from_wire(value, now_ms=now_ms)
-                batch.checked_trades[len(rows)] = trade
-                values = _checked_values(trade)
-            key = record.key()
+            if row is None:  # not an ordinary message: the full check accepts it or says why not
+                row = _checked_values(Trade.from_wire(value, now_ms=now_ms))
+            key = keys[i]
             if key is not None:
-                symbol = values[_SYMBOL]
+                symbol = row[_SYMBOL]
                 expected = symbol_keys.get(symbol)
                 if expected is None:
                     expected = symbol_keys[symbol] = symbol.encode()  # Trade.key
                 if key != expected:
                     raise ContractError("key_mismatch", f"message key {key!r} is not the symbol {symbol}")
         except ContractError as exc:
-            batch.checked_trades.pop(len(rows), None)
             batch.rejected.append(
                 {
                     "reason": exc.reason,
                     "detail": exc.detail[:1000],
                     "raw": value[:MAX_REJECTED_RAW].decode("utf-8", "replace"),
-                    "kafka_topic": topic,
-                    "kafka_partition": partition,
-                    "kafka_offset": offset,
+                    "kafka_topic": topics[i],
+                    "kafka_partition": int(partitions[i]),
+                    "kafka_offset": int(offsets[i]),
                     "rejected_at": now,
                 }
             )
             continue
-        rows.append(values)
-        topics.append(topic)
-        partitions.append(partition)
-        offsets.append(offset)
+        slow_index.append(i)
+        slow_rows.append(row)
+    wire = fast
+    index = fast_index
+    if slow_rows:
+        columns = list(zip(*slow_rows, strict=True))
+        slow_table = pa.Table.from_arrays(
+            [pa.array(column, f.type) for column, f in zip(columns, WIRE_SCHEMA, strict=True)], schema=WIRE_SCHEMA
+        )
+        wire = pa.concat_tables([fast, slow_table]) if fast.num_rows else slow_table
+        index = np.concatenate([fast_index, np.array(slow_index, dtype=np.int64)])
+        order = np.argsort(index, kind="stable")
+        wire, index = wire.take(pa.array(order)), index[order]
+    batch.wire = wire.append_column("kafka_topic", pa.array([topics[i] for i in index.tolist()], pa.string()))
+    batch.wire = batch.wire.append_column("kafka_partition", pa.array(partitions[index], pa.int32()))
+    batch.wire = batch.wire.append_column("kafka_offset", pa.array(offsets[index], pa.int64()))
     return batch

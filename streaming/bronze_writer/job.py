@@ -12,6 +12,7 @@ A crash anywhere replays from the last Iceberg commit: nothing lost, nothing dou
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,14 @@ from streaming.bronze_writer.offsets import CommittedOffsets, offsets_property, 
 
 log = get_logger(__name__)
 GROUP_ID = "cryptolake-bronze-writer"
+CONSUME_CHUNK = 10_000  # messages per consume() call
+# Prefetch about a full batch (200,000 messages of ~450 bytes) while the previous one is decoded and written, in
+# large fetches (librdkafka's defaults: 64 MiB queued, 1 MiB per partition per fetch).
+CONSUMER_TUNING = {
+    "queued.max.messages.kbytes": 128 * 1024,
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "max.partition.fetch.bytes": 8 * 1024 * 1024,
+}
 
 
 @dataclass
@@ -46,7 +55,9 @@ class WriterCounters:
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     last_commit_at: float | None = None
     last_batch_rows: int = 0
-    last_batch_seconds: float = 0.0
+    last_batch_seconds: float = 0.0  # writing stage: MERGE of rejects + Spark append + Iceberg commit
+    last_batch_decode_seconds: float = 0.0  # reading stage: validation + Arrow table (overlaps the previous write)
+    consumed: int = 0  # messages read from Kafka so far (committed or not)
     last_committed_offsets: dict[int, int] = field(default_factory=dict)
     freshness_s: float | None = None  # now - newest trade time, at the last commit
 
@@ -101,7 +112,31 @@ def arrow_to_spark(spark: SparkSession, table: pa.Table, schema: StructType) -> 
     return frame
 
 
+@dataclass
+class PreparedBatch:
+    """A decoded micro-batch ready to commit: the Bronze Arrow table, the rejects and the offsets to record.
+
+    ``offsets`` are the next offsets of *every* partition read so far (this batch's included): the commit of this
+    batch records exactly these, so a restart resumes right after its last row.
+    """
+
+    decoded: DecodedBatch
+    table: pa.Table
+    offsets: CommittedOffsets
+    decoded_at: datetime
+    messages: int
+    decode_seconds: float
+
+
 class BronzeWriter:
+    """Kafka -> ``bronze.trades``, in two overlapping stages.
+
+    A reader thread consumes a micro-batch, validates it and builds its Arrow table while the calling thread writes
+    the previous batch with Spark (that thread mostly waits on the JVM, with the GIL released). Batches are written
+    one at a time and in the order they were read; each commit records the offsets reached by its own last row.
+    At most one batch waits between the stages, so a kill loses (and replays) at most two uncommitted batches.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -116,16 +151,19 @@ class BronzeWriter:
         self.topic = topic
         self.counters = WriterCounters()
         self._status_file = status_file
-        self._stop = threading.Event()
-        self._consumer = Consumer(consumer_config(bootstrap_servers, group_id, **{"enable.partition.eof": False}))
+        self._stop = threading.Event()  # stop(): finish what was read, commit it, exit
+        self._abort = threading.Event()  # the writing stage failed: the reader drops everything and exits
+        self._consumer = Consumer(
+            consumer_config(bootstrap_servers, group_id, **{"enable.partition.eof": False, **CONSUMER_TUNING})
+        )
         self._catalog = get_catalog(settings)
         self._spark_schema = spark.table(BRONZE_TRADES.identifier).schema
         self._rejected_schema = spark.table(BRONZE_TRADES_REJECTED.identifier).schema
         self._cluster_id = ""
-        self._offsets: dict[int, int] = {}
+        self._offsets: dict[int, int] = {}  # next offset per partition after the last batch read (reader's view)
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in hand, commit it and exit."""
+        """Ask the writer to commit every message already read and exit (safe from a signal handler)."""
         self._stop.set()
 
     # --- start-up -----------------------------------------------------------------------------------------------
@@ -154,14 +192,35 @@ class BronzeWriter:
     def run(self, max_idle_s: float | None = None) -> WriterCounters:
         """Consume until stop() (or ``max_idle_s`` without messages); commit every commit interval."""
         self._assign()
+        handoff: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=1)
+        failure: list[BaseException] = []
+        reader = threading.Thread(
+            target=self._read_loop, args=(handoff, max_idle_s, failure), name="bronze-reader", daemon=True
+        )
+        reader.start()
+        try:
+            while (batch := handoff.get()) is not None:
+                self._write(batch)
+        except BaseException:
+            self._abort.set()
+            raise
+        finally:
+            self._stop.set()
+            reader.join()
+            self._consumer.close()
+        if failure:
+            raise failure[0]
+        return self.counters
+
+    def _read_loop(self, handoff: queue.Queue, max_idle_s: float | None, failure: list[BaseException]) -> None:
+        """The reading stage: consume, cut batches (full, or one interval after their first message), decode."""
         pending: list = []
-        batch_started = time.monotonic()
-        last_message = time.monotonic()
+        batch_started = last_message = time.monotonic()
         interval = self.settings.bronze_commit_interval_s
         max_rows = self.settings.bronze_max_batch_rows
         try:
-            while not self._stop.is_set():
-                messages = self._consumer.consume(num_messages=min(10_000, max_rows), timeout=0.5)
+            while not self._stop.is_set() and not self._abort.is_set():
+                messages = self._consumer.consume(num_messages=min(CONSUME_CHUNK, max_rows), timeout=0.5)
                 for message in messages:
                     error = message.error()
                     if error is None:
@@ -170,39 +229,61 @@ class BronzeWriter:
                         log.warning("kafka consume error", error=str(error))
                 if messages:
                     last_message = time.monotonic()
+                    self.counters.consumed += len(messages)
                 if pending and (len(pending) >= max_rows or time.monotonic() - batch_started >= interval):
-                    self.commit(pending)
+                    self._hand_over(handoff, self.prepare(pending))
                     pending = []
-                    last_message = time.monotonic()  # time spent committing is not idle time
+                    last_message = time.monotonic()  # time spent waiting for the writing stage is not idle time
                 if not pending:
                     batch_started = time.monotonic()
                 if max_idle_s is not None and time.monotonic() - last_message > max_idle_s:
                     break
-            if pending:
-                self.commit(pending)
+            if pending and not self._abort.is_set():
+                self._hand_over(handoff, self.prepare(pending))
+        except BaseException as exc:  # handed to run(), which raises it after the batches before it are written
+            failure.append(exc)
         finally:
-            self._consumer.close()
-        return self.counters
+            self._hand_over(handoff, None)
 
-    def commit(self, records: list) -> None:
+    def _hand_over(self, handoff: queue.Queue, item: PreparedBatch | None) -> None:
+        while not self._abort.is_set():
+            try:
+                handoff.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def prepare(self, records: list) -> PreparedBatch:
+        """Decode and validate ``records`` (the next messages of the partitions, in order) into a batch to commit."""
         started = time.monotonic()
         now = datetime.now(UTC)
-        batch = decode_batch(records, now=now)
-        self._offsets.update(batch.next_offsets)
+        decoded = decode_batch(records, now=now)
+        table = decoded.trades_table(now)
+        self._offsets.update(decoded.next_offsets)
         offsets = CommittedOffsets(self._cluster_id, dict(self._offsets))
-        if batch.rejected:
-            self._merge_rejected(batch)
-        self._append_trades(batch, offsets, now)
-        self._consumer.commit(
-            offsets=[TopicPartition(self.topic, p, o) for p, o in batch.next_offsets.items()], asynchronous=False
-        )
-        self._record(batch, offsets, started, now)
+        return PreparedBatch(decoded, table, offsets, now, len(records), time.monotonic() - started)
 
-    def _append_trades(self, batch: DecodedBatch, offsets: CommittedOffsets, now: datetime) -> None:
-        frame = arrow_to_spark(self.spark, batch.trades_table(now), self._spark_schema)
+    def commit(self, records: list) -> None:
+        """Decode ``records`` and commit them at once (no overlap): one batch, as the loop does."""
+        self._write(self.prepare(records))
+
+    def _write(self, batch: PreparedBatch) -> None:
+        """The writing stage: rejects (MERGE), then the rows and the offsets in one Iceberg commit."""
+        started = time.monotonic()
+        if batch.decoded.rejected:
+            self._merge_rejected(batch.decoded)
+        self._append_trades(batch)
+        self._consumer.commit(
+            offsets=[TopicPartition(self.topic, p, o) for p, o in batch.decoded.next_offsets.items()],
+            asynchronous=False,
+        )
+        self._record(batch, started)
+
+    def _append_trades(self, batch: PreparedBatch) -> None:
+        frame = arrow_to_spark(self.spark, batch.table, self._spark_schema)
         (
             frame.writeTo(BRONZE_TRADES.identifier)
-            .option(f"snapshot-property.{offsets_property(self.topic)}", offsets.encode())
+            .option(f"snapshot-property.{offsets_property(self.topic)}", batch.offsets.encode())
             .append()
         )
 
@@ -219,26 +300,29 @@ class BronzeWriter:
             """
         )
 
-    def _record(self, batch: DecodedBatch, offsets: CommittedOffsets, started: float, now: datetime) -> None:
-        c = self.counters
+    def _record(self, batch: PreparedBatch, started: float) -> None:
+        c, decoded = self.counters, batch.decoded
+        rows = batch.table.num_rows
         c.batches += 1
-        c.rows += len(batch.trades)
-        c.rejected += len(batch.rejected)
-        for row in batch.rejected:
+        c.rows += rows
+        c.rejected += len(decoded.rejected)
+        for row in decoded.rejected:
             reason = str(row["reason"])
             c.rejected_reasons[reason] = c.rejected_reasons.get(reason, 0) + 1
         c.last_commit_at = time.time()
-        c.last_batch_rows = len(batch.trades)
+        c.last_batch_rows = rows
         c.last_batch_seconds = time.monotonic() - started
-        c.last_committed_offsets = dict(offsets.next_offsets)
-        newest = batch.newest_trade_time  # (not max() over batch.trades: that would build every Trade)
+        c.last_batch_decode_seconds = batch.decode_seconds
+        c.last_committed_offsets = dict(batch.offsets.next_offsets)
+        newest = decoded.newest_trade_time  # (not max() over batch.trades: that would build every Trade)
         if newest is not None:
-            c.freshness_s = (now - newest).total_seconds()
+            c.freshness_s = (datetime.now(UTC) - newest).total_seconds()
         log.info(
             "bronze commit",
-            rows=len(batch.trades),
-            rejected=len(batch.rejected),
+            rows=rows,
+            rejected=len(decoded.rejected),
             seconds=round(c.last_batch_seconds, 2),
+            decode_seconds=round(batch.decode_seconds, 2),
             total_rows=c.rows,
             rows_per_s=round(c.rows_per_second, 1),
             freshness_s=None if c.freshness_s is None else round(c.freshness_s, 1),

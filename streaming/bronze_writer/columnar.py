@@ -1,0 +1,233 @@
+"""Vectorised check of the ordinary Bronze message: one Arrow pass over a whole batch instead of one parse per message.
+
+A message is accepted here only when it is *certainly* what :func:`cryptolake.contract.wire_values` accepts, and
+with the same values; everything else is left to the per-message contract path, which accepts it or rejects it with
+its reason code (so reason codes cannot differ). The proof has two parts:
+
+1. **Exact text.** The batch is parsed by Arrow's JSON reader with the wire schema; each row is then written back
+   in the canonical form ``Trade.to_json_bytes`` produces (``{"schema_version":1,"exchange":"...",...}``: the
+   wire keys in order, no spaces, plain ASCII text) and compared byte for byte with the message. Only messages of
+   printable ASCII without a backslash take part, so every ``"`` delimits a string and no escape can hide a
+   character. A message equal to that text is one JSON object with exactly the wire keys (once each), ints that
+   are plain decimal int64 literals, ``true``/``false``, strings or (``coin_id`` only) ``null`` — what orjson
+   reads from it, value for value.
+2. **Same checks.** On those values, the conditions of the contract's fast path, vectorised: schema version,
+   known market / side / source, ``is_buyer_maker`` = (side is sell), upper-case alphanumeric ASCII symbol of at
+   most 20 characters, non-empty exchange and assets, ids ``0 <= first <= last``, times between 2017-01-01 and
+   now + 1 day, plain decimals (at most 20 integer digits and the column's scale) with price > 0, quantity > 0 and
+   quote_quantity = price * quantity *exactly* while that product has at most 28 significant digits (so Python's
+   28-digit Decimal context computes it exactly too), message key absent or equal to the symbol.
+
+Where Arrow's reader rejects a block (a type that changes between rows, e.g. a malformed message), the block is
+split in halves until the small pieces that fail go to the per-message path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from cryptolake.contract import (
+    MARKETS,
+    MAX_FUTURE_MS,
+    MAX_INTEGER_DIGITS,
+    MAX_MESSAGE_BYTES,
+    MIN_TRADE_TIME_MS,
+    PRICE_SCALE,
+    QUANTITY_SCALE,
+    QUOTE_SCALE,
+    SCHEMA_VERSION,
+    SIDES,
+    SOURCES,
+    WIRE_FIELDS,
+)
+
+# The wire fields as Arrow's JSON reader reads them: decimals stay strings (checked and cast afterwards).
+_INT_FIELDS = frozenset(
+    {"schema_version", "agg_trade_id", "first_trade_id", "last_trade_id", "trade_time_ms", "event_time_ms",
+     "ingest_time_ms"}
+)  # fmt: skip
+_BOOL_FIELDS = frozenset({"is_buyer_maker"})
+WIRE_SCHEMA = pa.schema(
+    [
+        (name, pa.int64() if name in _INT_FIELDS else pa.bool_() if name in _BOOL_FIELDS else pa.string())
+        for name in WIRE_FIELDS
+    ]
+)
+_NULLABLE = frozenset({"coin_id"})
+_TIME_FIELDS = ("trade_time_ms", "event_time_ms", "ingest_time_ms")
+_DECIMALS = {"price": PRICE_SCALE, "quantity": QUANTITY_SCALE, "quote_quantity": QUOTE_SCALE}
+_FLOAT_EXACT_MS_LIMIT = 2**33 * 1000  # the contract's fast path decides only below this (year 2242)
+_DECIMAL_CONTEXT_DIGITS = 28  # Python's default Decimal precision, used by the contract for price * quantity
+_MIN_SPLIT = 64  # a failing block of at most this many messages goes to the per-message path whole
+_BLOCK_SIZE = 1 << 24
+
+# Bytes allowed anywhere in a message: printable ASCII except the backslash.
+_ALLOWED = np.zeros(256, dtype=bool)
+_ALLOWED[0x20:0x7F] = True
+_ALLOWED[ord("\\")] = False
+_ALLOWED_BYTES = bytes(np.flatnonzero(_ALLOWED).tolist())
+
+
+def certainly_valid(
+    values: Sequence[bytes | None], keys: Sequence[bytes | None], now_ms: int
+) -> tuple[np.ndarray, pa.Table]:
+    """The indexes (ascending) of the messages certainly valid, and their wire values (``WIRE_SCHEMA``, same order).
+
+    Every other message must go through the contract's per-message path.
+    """
+    latest = now_ms + MAX_FUTURE_MS
+    none = np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table()
+    if not values or latest >= _FLOAT_EXACT_MS_LIMIT:
+        return none
+    lengths = np.fromiter(
+        (len(v) if v is not None and len(v) <= MAX_MESSAGE_BYTES else 0 for v in values), np.int64, len(values)
+    )
+    index = np.flatnonzero(lengths > 0)
+    lines = _Lines(values, index)
+    printable = lines.printable()
+    if not printable.all():
+        lines = _Lines(values, index[printable])
+    if not len(lines.index):
+        return none
+    accepted, tables = [], []
+    for lo, hi, table in lines.parse(0, len(lines.index)):
+        keep = _checked(lines.original.slice(lo, hi - lo), keys, lines.index[lo:hi], table, latest)
+        accepted.append(lines.index[lo:hi][keep])
+        tables.append(table.filter(pa.array(keep)))
+    if not accepted:
+        return none
+    return np.concatenate(accepted), pa.concat_tables(tables)
+
+
+class _Lines:
+    """The messages at ``index``, each followed by a newline, in one buffer (newline-delimited JSON for Arrow)."""
+
+    def __init__(self, values: Sequence[bytes | None], index: np.ndarray) -> None:
+        self.index = index
+        self.data = b"\n".join([values[i] for i in index] + [b""])  # type: ignore[misc]
+        lengths = np.fromiter((len(values[i]) + 1 for i in index), np.int64, len(index))  # type: ignore[arg-type]
+        self.starts = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.starts[1:])
+        # The messages (with their newline) as an Arrow binary array over the same bytes, no copy.
+        self.original = pa.Array.from_buffers(
+            pa.large_binary(), len(index), [None, pa.py_buffer(self.starts), pa.py_buffer(self.data)]
+        )
+
+    def printable(self) -> np.ndarray:
+        """Mask over ``index``: the message holds printable ASCII only, without a backslash."""
+        ok = np.ones(len(self.index), dtype=bool)
+        if len(self.data.translate(None, _ALLOWED_BYTES)) == len(self.index):  # only the newlines between messages
+            return ok
+        bad = np.flatnonzero(~_ALLOWED[np.frombuffer(self.data, dtype=np.uint8)])
+        newlines = self.starts[1:] - 1
+        bad = bad[np.isin(bad, newlines, assume_unique=True, invert=True)]
+        ok[np.searchsorted(newlines, bad)] = False
+        return ok
+
+    def parse(self, lo: int, hi: int) -> list[tuple[int, int, pa.Table]]:
+        """Arrow-parse messages ``lo:hi``; a block the reader refuses is halved until small enough to skip."""
+        try:
+            view = memoryview(self.data)[self.starts[lo] : self.starts[hi]]
+            table = pj.read_json(
+                pa.py_buffer(view),
+                read_options=pj.ReadOptions(block_size=_BLOCK_SIZE),
+                parse_options=pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore"),
+            )
+        except pa.ArrowInvalid:
+            table = None
+        if table is not None and table.num_rows == hi - lo:
+            return [(lo, hi, table.select(list(WIRE_FIELDS)))]
+        if hi - lo <= _MIN_SPLIT:
+            return []
+        middle = (lo + hi) // 2
+        return self.parse(lo, middle) + self.parse(middle, hi)
+
+
+def _canonical(table: pa.Table) -> pa.Array:
+    """Each row in the text ``Trade.to_json_bytes`` writes for it, plus a newline (null where a value is null)."""
+    parts: list[object] = []
+    for position, field in enumerate(WIRE_SCHEMA):
+        parts.append(("{" if position == 0 else ",") + f'"{field.name}":')
+        column = table.column(field.name)
+        if pa.types.is_string(field.type):
+            text = pc.binary_join_element_wise('"', column, '"', "")
+            parts.append(pc.fill_null(text, "null") if field.name in _NULLABLE else text)
+        elif pa.types.is_boolean(field.type):
+            parts.append(pc.if_else(column, "true", "false"))
+        else:
+            parts.append(pc.cast(column, pa.string()))
+    parts.append("}\n")
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _checked(
+    original: pa.Array, keys: Sequence[bytes | None], index: np.ndarray, t: pa.Table, latest: int
+) -> np.ndarray:
+    """Mask over ``index``: exact canonical text (see the module doc) and every check of the contract's fast path."""
+    conditions = [
+        pc.equal(pc.cast(_canonical(t), pa.large_binary()), original),
+        pc.equal(t["schema_version"], SCHEMA_VERSION),
+        pc.is_in(t["market"], pa.array(MARKETS)),
+        pc.is_in(t["side"], pa.array(SIDES)),
+        pc.is_in(t["source"], pa.array(SOURCES)),
+        pc.equal(t["is_buyer_maker"], pc.equal(t["side"], "sell")),
+        pc.match_substring_regex(t["symbol"], "^[A-Z0-9]{1,20}$"),
+        pc.match_substring_regex(t["symbol"], "[A-Z]"),  # str.isupper() needs one cased character
+        pc.greater(pc.utf8_length(t["exchange"]), 0),
+        pc.greater(pc.utf8_length(t["base_asset"]), 0),
+        pc.greater(pc.utf8_length(t["quote_asset"]), 0),
+        pc.greater_equal(t["agg_trade_id"], 0),
+        pc.greater_equal(t["first_trade_id"], 0),
+        pc.less_equal(t["first_trade_id"], t["last_trade_id"]),
+    ]
+    for name in _TIME_FIELDS:
+        conditions += [pc.greater_equal(t[name], MIN_TRADE_TIME_MS), pc.less_equal(t[name], latest)]
+    for name, scale in _DECIMALS.items():
+        plain = rf"^[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{scale}}})?$"
+        conditions.append(pc.match_substring_regex(t[name], plain))
+    mask = _all(conditions)
+    if not mask.any():
+        return mask
+    # Decimal arithmetic only on rows whose strings are plain decimals (the casts cannot fail on those).
+    rows = pa.array(mask)
+    price, quantity, quote = (t[name].filter(rows) for name in _DECIMALS)
+    digits = pc.add(_digits(price), _digits(quantity))
+    wide_price = pc.cast(price, pa.decimal256(MAX_INTEGER_DIGITS + PRICE_SCALE, PRICE_SCALE))
+    wide_quantity = pc.cast(quantity, pa.decimal256(MAX_INTEGER_DIGITS + QUANTITY_SCALE, QUANTITY_SCALE))
+    wide_quote = pc.cast(quote, pa.decimal256(MAX_INTEGER_DIGITS + QUOTE_SCALE, QUOTE_SCALE))
+    arithmetic = _all(
+        [
+            pc.less_equal(digits, _DECIMAL_CONTEXT_DIGITS),
+            pc.greater(wide_price, pa.scalar(0, wide_price.type)),
+            pc.greater(wide_quantity, pa.scalar(0, wide_quantity.type)),
+            pc.equal(pc.multiply(wide_price, wide_quantity), wide_quote),
+        ]
+    )
+    mask[np.flatnonzero(mask)[~arithmetic]] = False
+    # The Kafka key, when there is one, is the symbol.
+    key_list = [keys[i] for i in index]
+    if any(key is not None for key in key_list):
+        key_ok = pc.fill_null(pc.equal(pa.array(key_list, pa.binary()), pc.cast(t["symbol"], pa.binary())), True)
+        mask &= _all([key_ok])
+    return mask
+
+
+def _digits(decimals: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Digit characters of plain decimal strings (an upper bound on their significant digits)."""
+    return pc.subtract(pc.utf8_length(decimals), pc.cast(pc.match_substring(decimals, "."), pa.int32()))
+
+
+def _all(conditions: list) -> np.ndarray:
+    mask = None
+    for condition in conditions:
+        condition = pc.fill_null(condition, False)
+        mask = condition if mask is None else pc.and_(mask, condition)
+    assert mask is not None
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    return mask.to_numpy(zero_copy_only=False).copy()
