@@ -284,6 +284,11 @@ SILVER_TRADES: Final = Table(
         ("bronze_copies", IntegerType(), True, "Valid Bronze rows with this natural key (1: no duplicate)"),
     ),
     partition_source="trade_time",
+    # A day (millions of rows) is rewritten whole by each silver/trades run. Measured on the OHLCV benchmark day
+    # (1.5 M rows): zstd level 1 and a 64 KiB dictionary limit (high-cardinality columns such as ids, offsets and
+    # times fall back to plain encoding early instead of filling a 2 MiB dictionary first) cut the Parquet
+    # encoding CPU by ~10% for files of the same size; the low-cardinality strings stay dictionary-encoded.
+    properties={"write.parquet.compression-level": "1", "write.parquet.dict-size-bytes": "65536"},
     description="Bronze trades deduplicated on (exchange, market, symbol, agg_trade_id) — the first valid occurrence "
     "by (ingest_time, kafka_partition, kafka_offset) — and cleaned; rejected rows go to silver.trades_quarantine.",
 )

@@ -315,6 +315,35 @@ def test_silver_trades_are_bronze_deduplicated_and_cleaned(built_day, settings) 
     assert meta["iceberg_snapshot_id"] == str(current.snapshot_id)
 
 
+def test_broadcast_and_sorted_deduplication_agree(built_day, spark) -> None:
+    """The two deduplication plans (broadcast of the duplicated keys; sort of the whole day, used above
+    MAX_BROADCAST_DUPLICATES) give the same rows, on a day with duplicates, late copies and bad rows."""
+    from cryptolake_dagster.defs.silver.trades_sql import (
+        checked_query,
+        duplicates_query,
+        silver_query,
+        sorted_silver_query,
+    )
+
+    spark.sql(checked_query(DAY, DAY + timedelta(days=1), built_day["started"])).createOrReplaceTempView("t_checked")
+    spark.sql(duplicates_query("t_checked")).createOrReplaceTempView("t_duplicates")
+    try:
+        copies = [
+            r["bronze_copies"] for r in expected_silver(in_day(built_day["bronze"], DAY), built_day["started"]).values()
+        ]
+        duplicates = spark.table("t_duplicates").collect()
+        assert len(duplicates) == sum(c for c in copies if c > 1) > 0
+        assert sum(row["keep"] for row in duplicates) == sum(c > 1 for c in copies)
+        broadcast = spark.sql(silver_query("t_checked", "t_duplicates"))
+        sorted_rows = spark.sql(sorted_silver_query("t_checked"))
+        assert broadcast.columns == sorted_rows.columns
+        assert broadcast.count() == sorted_rows.count() > 0
+        assert broadcast.exceptAll(sorted_rows).count() == 0 and sorted_rows.exceptAll(broadcast).count() == 0
+    finally:
+        spark.catalog.dropTempView("t_checked")
+        spark.catalog.dropTempView("t_duplicates")
+
+
 def test_ohlcv_equals_independent_recomputation(built_day, settings) -> None:
     """(a) Duplicates, out-of-order offsets, late and bad rows: every column of every bar, exactly."""
     bronze = in_day(built_day["bronze"], DAY)

@@ -33,10 +33,13 @@ from cryptolake_dagster.defs.silver.ohlcv_sql import bars_query, merge_statement
 from cryptolake_dagster.defs.silver.trades_sql import (
     BRONZE_ROW_KEY,
     FUTURE_TOLERANCE,
+    MAX_BROADCAST_DUPLICATES,
     QUARANTINE_COLUMNS,
     checked_query,
+    duplicates_query,
     quarantine_query,
     silver_query,
+    sorted_silver_query,
     window_condition,
 )
 from cryptolake_dagster.defs.sources.lake import RUN_ID_PROPERTY, merge_window, overwrite_window
@@ -100,19 +103,28 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
     catalog = iceberg.catalog()
     checked = spark.sql(checked_query(start, end, latest))
     checked.createOrReplaceTempView("silver_trades_checked")
+    # The rows whose natural key occurs more than once (usually few): found without sorting the day's rows.
+    duplicates = spark.sql(duplicates_query("silver_trades_checked")).cache()
+    duplicates.createOrReplaceTempView("silver_trades_duplicates")
     # Counted while the overwrite reads Bronze (no extra scan of the day).
     bronze_stats = Observation("silver_trades_bronze")
     checked.observe(
         bronze_stats, F.count(F.lit(1)).alias("bronze_rows"), F.count_if(F.col("reason").isNotNull()).alias("rejected")
     ).createOrReplaceTempView("silver_trades_checked_observed")
     try:
-        context.log.info(f"overwriting [{start}, {end}) of {SILVER_TRADES.identifier} from Bronze")
+        duplicate_rows = duplicates.count()
+        broadcast = duplicate_rows <= MAX_BROADCAST_DUPLICATES
+        context.log.info(
+            f"overwriting [{start}, {end}) of {SILVER_TRADES.identifier} from Bronze "
+            f"({duplicate_rows} rows with a duplicated key, deduplicated by {'broadcast' if broadcast else 'sort'})"
+        )
+        silver = (
+            silver_query("silver_trades_checked_observed", "silver_trades_duplicates")
+            if broadcast
+            else sorted_silver_query("silver_trades_checked_observed")
+        )
         overwrite_window(
-            spark,
-            SILVER_TRADES,
-            spark.sql(silver_query("silver_trades_checked_observed")),
-            window_condition("trade_time", start, end),
-            context.run.run_id,
+            spark, SILVER_TRADES, spark.sql(silver), window_condition("trade_time", start, end), context.run.run_id
         )
         counts = bronze_stats.get  # waits for the overwrite's metrics; empty if Spark reported none
         if "bronze_rows" not in counts:
@@ -133,7 +145,9 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             )
     finally:
         spark.catalog.dropTempView("silver_trades_checked_observed")
+        spark.catalog.dropTempView("silver_trades_duplicates")
         spark.catalog.dropTempView("silver_trades_checked")
+        duplicates.unpersist()
     reasons: dict[str, int] = {}
     if quarantined:
         counts = spark.sql(
@@ -153,6 +167,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             "bronze_rows": dg.MetadataValue.int(bronze_rows),
             "duplicates_collapsed": dg.MetadataValue.int(duplicates),
             "quarantined": dg.MetadataValue.int(quarantined),
+            "deduplication": dg.MetadataValue.text("broadcast" if broadcast else "sort"),
             "iceberg_snapshot_id": dg.MetadataValue.text(str(snapshot.snapshot_id) if snapshot else "none"),
         },
     )
@@ -185,7 +200,8 @@ def silver_ohlcv_1m(
     start, end = context.partition_time_window
     spark = pyspark.spark_session
     bars = spark.sql(bars_query(start, end)).cache()
-    stats = bars.selectExpr("count(*) AS bars", "count(DISTINCT symbol) AS symbols").first()
+    # One aggregate stage over the cached bars (count(DISTINCT) would add an AQE stage and job).
+    stats = bars.selectExpr("count(*) AS bars", "size(collect_set(symbol)) AS symbols").first()
     bar_count, symbols = int(stats["bars"]), int(stats["symbols"])  # after the MERGE the window holds exactly these
     bars.createOrReplaceTempView("silver_ohlcv_1m_batch")
     context.log.info(f"merging {bar_count} bars for [{start}, {end}) into {SILVER_OHLCV_1M.identifier}")

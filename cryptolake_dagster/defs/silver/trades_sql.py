@@ -14,6 +14,13 @@
 * **Deduplication** of the *valid* rows on the natural key (exchange, market, symbol, agg_trade_id): the first
   occurrence by (ingest_time, kafka_partition, kafka_offset, kafka_topic) wins. Cleaning runs first, so a valid
   copy of a trade beats an earlier invalid one (which stays in quarantine).
+* **How** (duplicates are rare: retries, gap repair, replays): ``duplicates_query`` finds the natural keys that
+  occur more than once with a narrow aggregate over a 64-bit hash of the key (a small shuffle of hashes, no row
+  sort), then ranks only the rows with such a hash — exactly, on the key itself, so a hash collision only adds a
+  candidate. ``silver_query`` drops the non-first copies with a broadcast join on the Bronze row key: no shuffle of
+  whole rows, and the write follows the Bronze scan's partitioning. With more than ``MAX_BROADCAST_DUPLICATES``
+  duplicated rows (e.g. a whole day replayed) ``sorted_silver_query`` — one window over the full rows — is used;
+  both give the same rows.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 NATURAL_KEY = ("exchange", "market", "symbol", "agg_trade_id")
 FIRST_OCCURRENCE = ("ingest_time", "kafka_partition", "kafka_offset", "kafka_topic")
 BRONZE_ROW_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")  # unique in Bronze
+#: Above this many duplicated valid rows in a day, deduplicate with one sort of the day instead of a broadcast
+#: (about 60 bytes a row in the driver's broadcast; the default 1 GiB driver keeps it well under 20 MB).
+MAX_BROADCAST_DUPLICATES = 250_000
 
 #: (reason code, SQL condition on a Bronze row); ``{latest}`` is the latest acceptable trade_time literal.
 RULES = (
@@ -70,8 +80,41 @@ def checked_query(start: datetime, end: datetime, latest: datetime) -> str:
     """
 
 
-def silver_query(checked_view: str) -> str:
-    """The valid rows of ``checked_view`` deduplicated: one row per natural key, in silver.trades' column order."""
+def duplicates_query(checked_view: str) -> str:
+    """The Bronze row key of every valid row of ``checked_view`` whose natural key occurs more than once, with
+    ``keep`` (the first occurrence) and ``bronze_copies`` (valid rows with that key).
+
+    The hashes are counted over all rows, valid or not (only the key columns are read for that); the candidates
+    are then ranked exactly among their valid rows."""
+    key = ", ".join(NATURAL_KEY)
+    return f"""
+    WITH shared_hashes AS (
+        SELECT xxhash64({key}) AS key_hash FROM {checked_view} GROUP BY 1 HAVING count(*) > 1
+    )
+    SELECT {", ".join(BRONZE_ROW_KEY)}, occurrence = 1 AS keep, bronze_copies FROM (
+        SELECT /*+ BROADCAST(shared_hashes) */ {", ".join(BRONZE_ROW_KEY)},
+            row_number() OVER (PARTITION BY {key} ORDER BY {", ".join(FIRST_OCCURRENCE)}) AS occurrence,
+            CAST(count(*) OVER (PARTITION BY {key}) AS INT) AS bronze_copies
+        FROM {checked_view} LEFT SEMI JOIN shared_hashes ON xxhash64({key}) = shared_hashes.key_hash
+        WHERE reason IS NULL
+    ) WHERE bronze_copies > 1
+    """
+
+
+def silver_query(checked_view: str, duplicates_view: str) -> str:
+    """The valid rows of ``checked_view`` deduplicated with ``duplicates_view`` (``duplicates_query``, small:
+    broadcast), in silver.trades' column order."""
+    on = " AND ".join(f"c.{column} = d.{column}" for column in BRONZE_ROW_KEY)
+    return f"""
+    SELECT /*+ BROADCAST(d) */ {", ".join(f"c.{column}" for column in _CARRIED)},
+        coalesce(d.bronze_copies, 1) AS bronze_copies
+    FROM {checked_view} c LEFT JOIN {duplicates_view} d ON {on}
+    WHERE c.reason IS NULL AND coalesce(d.keep, true)
+    """
+
+
+def sorted_silver_query(checked_view: str) -> str:
+    """The same rows as ``silver_query`` with one window over the full rows (a shuffle and sort of the day)."""
     key = ", ".join(NATURAL_KEY)
     return f"""
     SELECT {", ".join(_CARRIED)}, bronze_copies FROM (
