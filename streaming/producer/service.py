@@ -18,7 +18,7 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import connect
 
-from cryptolake.contract import ContractError, Market, Source, normalize_binance_agg_trade
+from cryptolake.contract import ContractError, Market, Source, encode_binance_agg_trade
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
 from streaming.connectors.binance import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
@@ -176,21 +176,21 @@ class TradeProducer:
             if data is None:
                 self.counters.ignored += 1
                 return
-            trade = normalize_binance_agg_trade(
+            trade = encode_binance_agg_trade(
                 data, market=market, source=self._source, coin_ids=self.settings.coin_ids, symbols=self._symbols
             )
         except ContractError as exc:
             self.sink.dead_letter(text, exc.reason, exc.detail, source=f"{market}:ws")
             return
-        key = f"{market}:{trade.symbol}"
+        key, agg_trade_id = trade.stream_key, trade.agg_trade_id  # stream_key: f"{market}:{symbol}"
         self.counters.last_seen[key] = time.monotonic()
         last = self.counters.last_ids.get(key)
-        if last is not None and trade.agg_trade_id > last + 1:
-            await self._repair(market, trade.symbol, last + 1, trade.agg_trade_id - 1)
-        self.sink.publish(trade)
+        if last is not None and agg_trade_id > last + 1:
+            await self._repair(market, trade.symbol, last + 1, agg_trade_id - 1)
+        self.sink.publish_encoded(trade)
         self.counters.trades += 1
-        if trade.agg_trade_id > self.counters.last_ids.get(key, -1):
-            self.counters.last_ids[key] = trade.agg_trade_id
+        if agg_trade_id > self.counters.last_ids.get(key, -1):
+            self.counters.last_ids[key] = agg_trade_id
 
     async def _repair(self, market: Market, symbol: str, from_id: int, to_id: int | None) -> None:
         if to_id is not None:
@@ -212,13 +212,13 @@ class TradeProducer:
             return
         for item in items:
             try:
-                trade = normalize_binance_agg_trade(
+                trade = encode_binance_agg_trade(
                     item, market=market, source="rest_backfill", coin_ids=self.settings.coin_ids
                 )
             except ContractError as exc:
                 self.sink.dead_letter(str(item), exc.reason, exc.detail, source=f"{market}:rest")
                 continue
-            self.sink.publish(trade)
+            self.sink.publish_encoded(trade)
             self.counters.repaired += 1
             key = f"{market}:{symbol}"
             if trade.agg_trade_id > self.counters.last_ids.get(key, -1):
