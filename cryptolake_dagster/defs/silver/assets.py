@@ -23,13 +23,8 @@ from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES, SILVER_TRADES_QUARANTINE, Table
-from cryptolake_dagster.asset_keys import (
-    BRONZE_TRADES_KEY,
-    SILVER_OHLCV_1M_KEY,
-    SILVER_TRADES_KEY,
-    SILVER_TRADES_QUARANTINE_KEY,
-)
-from cryptolake_dagster.defs.silver.ohlcv_sql import bars_query, merge_statement
+from cryptolake_dagster.asset_keys import BRONZE_TRADES_KEY, SILVER_TRADES_KEY, SILVER_TRADES_QUARANTINE_KEY
+from cryptolake_dagster.defs.silver.ohlcv_sql import BAR_KEY, BAR_VALUES, bars_query
 from cryptolake_dagster.defs.silver.trades_sql import (
     BRONZE_ROW_KEY,
     FUTURE_TOLERANCE,
@@ -43,7 +38,7 @@ from cryptolake_dagster.defs.silver.trades_sql import (
     window_condition,
 )
 from cryptolake_dagster.defs.sources.lake import RUN_ID_PROPERTY, merge_window, overwrite_window
-from cryptolake_dagster.partitions import daily_partitions
+from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs, daily_table_spec_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 
 SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=30))
@@ -73,24 +68,19 @@ def _has_rows_in_window(catalog: Catalog, table: Table, start: datetime, end: da
     name="silver_trades",
     specs=[
         dg.AssetSpec(
-            SILVER_TRADES_KEY,
+            **daily_table_spec_kwargs(
+                SILVER_TRADES, "silver", freshness=SILVER_FRESHNESS, metadata={"write": "overwrite by day"}
+            ),
             deps=[BRONZE_TRADES_KEY],
-            description=SILVER_TRADES.description,
-            group_name="silver",
-            kinds={"spark", "iceberg"},
-            partitions_def=daily_partitions,
-            freshness_policy=SILVER_FRESHNESS,
-            metadata={"table": SILVER_TRADES.identifier, "write": "overwrite by day"},
         ),
         dg.AssetSpec(
-            SILVER_TRADES_QUARANTINE_KEY,
+            **daily_table_spec_kwargs(
+                SILVER_TRADES_QUARANTINE,
+                "silver",
+                freshness=SILVER_FRESHNESS,
+                metadata={"write": "merge on the Bronze row key"},
+            ),
             deps=[BRONZE_TRADES_KEY],
-            description=SILVER_TRADES_QUARANTINE.description,
-            group_name="silver",
-            kinds={"spark", "iceberg"},
-            partitions_def=daily_partitions,
-            freshness_policy=SILVER_FRESHNESS,
-            metadata={"table": SILVER_TRADES_QUARANTINE.identifier, "write": "merge on the Bronze row key"},
         ),
     ],
     backfill_policy=dg.BackfillPolicy.multi_run(1),
@@ -182,17 +172,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
     )
 
 
-@dg.asset(
-    key=SILVER_OHLCV_1M_KEY,
-    deps=[SILVER_TRADES_KEY],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    group_name="silver",
-    kinds={"spark", "iceberg"},
-    description=SILVER_OHLCV_1M.description,
-    freshness_policy=SILVER_FRESHNESS,
-    metadata={"table": SILVER_OHLCV_1M.identifier},
-)
+@dg.asset(**daily_table_asset_kwargs(SILVER_OHLCV_1M, "silver", freshness=SILVER_FRESHNESS), deps=[SILVER_TRADES_KEY])
 def silver_ohlcv_1m(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
 ) -> dg.MaterializeResult:
@@ -203,9 +183,17 @@ def silver_ohlcv_1m(
     # One aggregate stage over the cached bars (count(DISTINCT) would add an AQE stage and job).
     stats = bars.selectExpr("count(*) AS bars", "size(collect_set(symbol)) AS symbols").first()
     bar_count, symbols = int(stats["bars"]), int(stats["symbols"])  # after the MERGE the window holds exactly these
-    bars.createOrReplaceTempView("silver_ohlcv_1m_batch")
     context.log.info(f"merging {bar_count} bars for [{start}, {end}) into {SILVER_OHLCV_1M.identifier}")
-    spark.sql(merge_statement("silver_ohlcv_1m_batch", start, end))
+    merge_window(
+        spark,
+        SILVER_OHLCV_1M,
+        bars,
+        BAR_KEY,
+        window_condition("t.minute", start, end),
+        "silver_ohlcv_1m_batch",
+        compare=BAR_VALUES,
+        touch="built_at",
+    )
     bars.unpersist()
     snapshot = iceberg.catalog().load_table(SILVER_OHLCV_1M.identifier).current_snapshot()
     return dg.MaterializeResult(

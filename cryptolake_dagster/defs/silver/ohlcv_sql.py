@@ -5,15 +5,17 @@
 * open/close are the prices of the lowest/highest aggregate id in the minute (ids order trades exactly;
   timestamps can tie).
 * vwap = quote_volume / volume, rounded half-up to 8 decimals (Spark decimal division).
-* The MERGE only touches rows whose values changed, inserts new minutes and deletes minutes of the window
-  that no longer have trades — so re-running a day converges and an unchanged re-run changes nothing.
+* The asset MERGEs the bars with ``lake.merge_window`` (the one MERGE builder of the Silver and batch-source
+  assets): it only rewrites bars whose values (``BAR_VALUES``) changed, setting ``built_at`` then, inserts new
+  minutes and deletes minutes of the window that no longer have trades — so re-running a day converges and an
+  unchanged re-run changes nothing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES
+from cryptolake.tables import SILVER_TRADES
 
 BAR_KEY = ("exchange", "market", "symbol", "minute")
 BAR_VALUES = (
@@ -47,23 +49,7 @@ def bars_query(start: datetime, end: datetime) -> str:
         cast(coalesce(sum(CASE WHEN side = 'buy' THEN quantity END), 0) AS DECIMAL(38, 8)) AS buy_volume,
         cast(coalesce(sum(CASE WHEN side = 'sell' THEN quantity END), 0) AS DECIMAL(38, 8)) AS sell_volume,
         min(agg_trade_id) AS first_agg_trade_id,
-        max(agg_trade_id) AS last_agg_trade_id,
-        current_timestamp() AS built_at
+        max(agg_trade_id) AS last_agg_trade_id
     FROM window_trades
     GROUP BY exchange, market, symbol, date_trunc('MINUTE', trade_time)
-    """
-
-
-def merge_statement(source_view: str, start: datetime, end: datetime) -> str:
-    """MERGE the bars in ``source_view`` into silver.ohlcv_1m for minutes in [start, end)."""
-    on = " AND ".join(f"t.{column} = s.{column}" for column in BAR_KEY)
-    changed = " OR ".join(f"t.{column} <> s.{column}" for column in BAR_VALUES)
-    window = f"t.minute >= {_ts(start)} AND t.minute < {_ts(end)}"
-    return f"""
-    MERGE INTO {SILVER_OHLCV_1M.identifier} t
-    USING {source_view} s
-    ON {on}
-    WHEN MATCHED AND ({changed}) THEN UPDATE SET *
-    WHEN NOT MATCHED THEN INSERT *
-    WHEN NOT MATCHED BY SOURCE AND {window} THEN DELETE
     """

@@ -24,7 +24,7 @@ from cryptolake_dagster.defs.sources.lake import (
     sql_timestamp,
 )
 from cryptolake_dagster.defs.sources.resources import BinanceKlinesResource, CoinGeckoResource, FearGreedResource
-from cryptolake_dagster.partitions import daily_partitions
+from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 
 BRONZE_COINGECKO_MARKET_CHART_KEY = table_key(BRONZE_COINGECKO_MARKET_CHART)
@@ -34,6 +34,7 @@ BRONZE_BINANCE_KLINES_KEY = table_key(BRONZE_BINANCE_KLINES)
 DAILY_SOURCE_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=49), warn_window=timedelta(hours=25)
 )
+SOURCE_KINDS = ("python", "spark", "iceberg")
 SOURCE_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL)
 
 
@@ -48,15 +49,14 @@ def _request_metadata(*clients: object) -> dict[str, dg.MetadataValue]:
 
 
 @dg.asset(
-    key=BRONZE_COINGECKO_MARKET_CHART_KEY,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    group_name="bronze",
-    kinds={"python", "spark", "iceberg"},
-    description=BRONZE_COINGECKO_MARKET_CHART.description,
-    freshness_policy=DAILY_SOURCE_FRESHNESS,
+    **daily_table_asset_kwargs(
+        BRONZE_COINGECKO_MARKET_CHART,
+        "bronze",
+        freshness=DAILY_SOURCE_FRESHNESS,
+        kinds=SOURCE_KINDS,
+        metadata={"source": "CoinGecko market_chart/range"},
+    ),
     retry_policy=SOURCE_RETRY_POLICY,
-    metadata={"table": BRONZE_COINGECKO_MARKET_CHART.identifier, "source": "CoinGecko market_chart/range"},
 )
 def bronze_coingecko_market_chart(
     context: dg.AssetExecutionContext,
@@ -114,15 +114,15 @@ def bronze_coingecko_market_chart(
 
 
 @dg.asset(
-    key=BRONZE_FEAR_GREED_KEY,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="bronze",
-    kinds={"python", "spark", "iceberg"},
-    description=BRONZE_FEAR_GREED.description,
-    freshness_policy=DAILY_SOURCE_FRESHNESS,
+    **daily_table_asset_kwargs(
+        BRONZE_FEAR_GREED,
+        "bronze",
+        freshness=DAILY_SOURCE_FRESHNESS,
+        kinds=SOURCE_KINDS,
+        metadata={"source": "Alternative.me /fng/"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    ),
     retry_policy=SOURCE_RETRY_POLICY,
-    metadata={"table": BRONZE_FEAR_GREED.identifier, "source": "Alternative.me /fng/"},
 )
 def bronze_fear_greed(
     context: dg.AssetExecutionContext,
@@ -166,15 +166,14 @@ def bronze_fear_greed(
 
 
 @dg.asset(
-    key=BRONZE_BINANCE_KLINES_KEY,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    group_name="bronze",
-    kinds={"python", "spark", "iceberg"},
-    description=BRONZE_BINANCE_KLINES.description,
-    freshness_policy=DAILY_SOURCE_FRESHNESS,
+    **daily_table_asset_kwargs(
+        BRONZE_BINANCE_KLINES,
+        "bronze",
+        freshness=DAILY_SOURCE_FRESHNESS,
+        kinds=SOURCE_KINDS,
+        metadata={"source": "Binance REST klines"},
+    ),
     retry_policy=SOURCE_RETRY_POLICY,
-    metadata={"table": BRONZE_BINANCE_KLINES.identifier, "source": "Binance REST klines"},
 )
 def bronze_binance_klines(
     context: dg.AssetExecutionContext,

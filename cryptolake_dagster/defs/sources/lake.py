@@ -1,9 +1,11 @@
-"""Spark write helpers for the batch-source assets: each run replaces its window in ONE Iceberg commit.
+"""Spark write helpers of the Silver and batch-source assets: each run replaces its window in ONE Iceberg commit.
 
-* Day-partitioned tables: ``DataFrameWriterV2.overwrite(condition)`` — Iceberg deletes the files of the window's
-  partitions and adds the new ones in one ``overwrite`` snapshot (the condition must align with day partitions).
-* Small unpartitioned tables: one MERGE that updates/inserts the window's rows and deletes the window's rows the
-  source no longer has (``WHEN NOT MATCHED BY SOURCE``).
+* Day-partitioned tables rebuilt whole: ``DataFrameWriterV2.overwrite(condition)`` — Iceberg deletes the files of
+  the window's partitions and adds the new ones in one ``overwrite`` snapshot (the condition must align with day
+  partitions).
+* Tables updated in place (small ones, silver.ohlcv_1m, silver.trades_quarantine): ``merge_window``, the one MERGE
+  builder — updates (only changed rows, with ``compare``) and inserts the window's rows and deletes the window's
+  rows the source no longer has (``WHEN NOT MATCHED BY SOURCE``).
 
 Snapshots written by a Dagster run carry the summary property ``dagster.run-id``.
 """

@@ -31,7 +31,7 @@ from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.assets import BRONZE_COINGECKO_MARKET_CHART_KEY, BRONZE_FEAR_GREED_KEY
 from cryptolake_dagster.defs.sources.clients import days_in
 from cryptolake_dagster.defs.sources.lake import merge_window, snapshot_id, sql_date
-from cryptolake_dagster.partitions import daily_partitions
+from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 
 SILVER_DAILY_PRICES_KEY = table_key(SILVER_DAILY_PRICES)
@@ -82,15 +82,10 @@ def fear_greed_query(first: date, last: date) -> str:
 
 
 @dg.asset(
-    key=SILVER_DAILY_PRICES_KEY,
+    **daily_table_asset_kwargs(
+        SILVER_DAILY_PRICES, "silver", freshness=DAILY_SILVER_FRESHNESS, backfill_policy=dg.BackfillPolicy.single_run()
+    ),
     deps=[BRONZE_COINGECKO_MARKET_CHART_KEY],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="silver",
-    kinds={"spark", "iceberg"},
-    description=SILVER_DAILY_PRICES.description,
-    freshness_policy=DAILY_SILVER_FRESHNESS,
-    metadata={"table": SILVER_DAILY_PRICES.identifier},
 )
 def silver_daily_prices(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
@@ -128,15 +123,10 @@ def silver_daily_prices(
 
 
 @dg.asset(
-    key=SILVER_FEAR_GREED_KEY,
+    **daily_table_asset_kwargs(
+        SILVER_FEAR_GREED, "silver", freshness=DAILY_SILVER_FRESHNESS, backfill_policy=dg.BackfillPolicy.single_run()
+    ),
     deps=[BRONZE_FEAR_GREED_KEY],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="silver",
-    kinds={"spark", "iceberg"},
-    description=SILVER_FEAR_GREED.description,
-    freshness_policy=DAILY_SILVER_FRESHNESS,
-    metadata={"table": SILVER_FEAR_GREED.identifier},
 )
 def silver_fear_greed(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
