@@ -21,6 +21,8 @@ from cryptolake.broker import ensure_topics, producer_config
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED
 from cryptolake_dagster_tests.streaming.test_bronze_decode import dumps, valid_wires
+from streaming.bronze_writer import job
+from streaming.bronze_writer.batch import decode_batch
 from streaming.bronze_writer.job import BronzeWriter
 from streaming.bronze_writer.offsets import CommittedOffsets, offsets_property
 
@@ -75,7 +77,14 @@ def _audit(settings, topic: str) -> tuple[list[int], set[tuple[int, int]]]:
     return sizes, set(rows)
 
 
-def test_overlapping_stages_record_exactly_the_offsets_of_their_rows(settings, spark, broker) -> None:
+def test_overlapping_stages_record_exactly_the_offsets_of_their_rows(settings, spark, broker, monkeypatch) -> None:
+    # Batches of 1,500 read 200 messages at a time and decoded in parts of 400 while being read.
+    monkeypatch.setattr(job, "CONSUME_CHUNK", 200)
+    monkeypatch.setattr(job, "DECODE_CHUNK", 400)
+    decoded: list[int] = []
+    monkeypatch.setattr(
+        job, "decode_batch", lambda records, **kw: decoded.append(len(records)) or decode_batch(records, **kw)
+    )
     topic, bad = _topic(settings, broker.bootstrap_servers, 9_000)
     writer = _writer(settings, spark, broker.bootstrap_servers, topic)
     counters = writer.run(max_idle_s=3)
@@ -83,10 +92,13 @@ def test_overlapping_stages_record_exactly_the_offsets_of_their_rows(settings, s
     assert counters.rejected == bad and counters.rejected_reasons == {"invalid_json": bad}
     sizes, final = _audit(settings, topic)
     assert len(sizes) == counters.batches >= 6 and sizes == sorted(sizes)
+    assert sum(decoded) == 9_000 and len(decoded) > counters.batches  # really decoded in parts
     assert len(final) == 9_000 - bad
 
 
-def test_stop_commits_what_was_read_and_a_restart_resumes(settings, spark, broker) -> None:
+def test_stop_commits_what_was_read_and_a_restart_resumes(settings, spark, broker, monkeypatch) -> None:
+    monkeypatch.setattr(job, "CONSUME_CHUNK", 200)
+    monkeypatch.setattr(job, "DECODE_CHUNK", 300)
     topic, bad = _topic(settings, broker.bootstrap_servers, 12_000)
     writer = _writer(settings, spark, broker.bootstrap_servers, topic, bronze_max_batch_rows=1_000)
     thread = threading.Thread(target=writer.run, daemon=True)

@@ -88,6 +88,19 @@ class DecodedBatch:
     # How many valid rows the vectorised check accepted (the rest took the per-message contract path).
     vectorised_rows: int = 0
 
+    @classmethod
+    def concat(cls, parts: Sequence[DecodedBatch]) -> DecodedBatch:
+        """One batch of consecutive parts (decoded as they were read): their rows in order, rejects, offsets."""
+        out = cls()
+        for part in parts:
+            out.rejected += part.rejected
+            out.vectorised_rows += part.vectorised_rows
+            for partition, offset in part.next_offsets.items():
+                out.next_offsets[partition] = max(out.next_offsets.get(partition, 0), offset)
+        if parts:
+            out.wire = pa.concat_tables([part.wire for part in parts])
+        return out
+
     @property
     def trades(self) -> TradeRows:
         """``(Trade, topic, partition, offset)`` per valid row; each Trade is built on access."""

@@ -5,7 +5,7 @@ Start-up reads the offsets recorded in ``bronze.trades``' snapshot summaries and
 Every commit interval (or when the batch is full) it:
 1. MERGEs rejected rows into ``bronze.trades_rejected`` keyed by Kafka coordinates (idempotent on replay);
 2. appends the valid rows to ``bronze.trades`` with the new offsets as a snapshot property — one atomic commit;
-3. commits the same offsets to the consumer group.
+3. commits the same offsets to the consumer group (from the reader thread, asynchronously; monitoring only).
 A crash anywhere replays from the last Iceberg commit: nothing lost, nothing doubled.
 """
 
@@ -15,13 +15,14 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyspark
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.serializers import ArrowStreamSerializer
 from pyspark.sql.types import StructType
@@ -37,6 +38,7 @@ from streaming.bronze_writer.offsets import CommittedOffsets, offsets_property, 
 log = get_logger(__name__)
 GROUP_ID = "cryptolake-bronze-writer"
 CONSUME_CHUNK = 10_000  # messages per consume() call
+DECODE_CHUNK = 50_000  # messages decoded at a time while the rest of the batch is being read
 # Prefetch about a full batch (200,000 messages of ~450 bytes) while the previous one is decoded and written, in
 # large fetches (librdkafka's defaults: 64 MiB queued, 1 MiB per partition per fetch).
 CONSUMER_TUNING = {
@@ -161,6 +163,7 @@ class BronzeWriter:
         self._rejected_schema = spark.table(BRONZE_TRADES_REJECTED.identifier).schema
         self._cluster_id = ""
         self._offsets: dict[int, int] = {}  # next offset per partition after the last batch read (reader's view)
+        self._group_offsets: list[TopicPartition] | None = None  # committed to Iceberg, not yet to the group
 
     def stop(self) -> None:
         """Ask the writer to commit every message already read and exit (safe from a signal handler)."""
@@ -207,20 +210,29 @@ class BronzeWriter:
         finally:
             self._stop.set()
             reader.join()
+            self._commit_group_offsets()
             self._consumer.close()
         if failure:
             raise failure[0]
         return self.counters
 
     def _read_loop(self, handoff: queue.Queue, max_idle_s: float | None, failure: list[BaseException]) -> None:
-        """The reading stage: consume, cut batches (full, or one interval after their first message), decode."""
-        pending: list = []
+        """The reading stage: consume, cut batches (full, or one interval after their first message), decode.
+
+        A batch is decoded in parts of DECODE_CHUNK messages as they arrive, so decoding also overlaps the fetches.
+        """
+        pending: list = []  # messages read, not decoded yet
+        parts: list[DecodedBatch] = []  # the decoded parts of the batch in hand
+        in_parts, parts_seconds = 0, 0.0
         batch_started = last_message = time.monotonic()
         interval = self.settings.bronze_commit_interval_s
         max_rows = self.settings.bronze_max_batch_rows
         try:
             while not self._stop.is_set() and not self._abort.is_set():
-                messages = self._consumer.consume(num_messages=min(CONSUME_CHUNK, max_rows), timeout=0.5)
+                self._commit_group_offsets()
+                # Never past max_rows: a batch is cut at exactly bronze_max_batch_rows messages.
+                wanted = min(CONSUME_CHUNK, max_rows - in_parts - len(pending))
+                messages = self._consumer.consume(num_messages=wanted, timeout=0.5)
                 for message in messages:
                     error = message.error()
                     if error is None:
@@ -230,20 +242,34 @@ class BronzeWriter:
                 if messages:
                     last_message = time.monotonic()
                     self.counters.consumed += len(messages)
-                if pending and (len(pending) >= max_rows or time.monotonic() - batch_started >= interval):
-                    self._hand_over(handoff, self.prepare(pending))
-                    pending = []
+                in_hand = in_parts + len(pending)
+                if in_hand and (in_hand >= max_rows or time.monotonic() - batch_started >= interval):
+                    self._hand_over(handoff, self.prepare(pending, parts, parts_seconds))
+                    pending, parts, in_parts, parts_seconds = [], [], 0, 0.0
                     last_message = time.monotonic()  # time spent waiting for the writing stage is not idle time
-                if not pending:
+                elif len(pending) >= DECODE_CHUNK:
+                    started = time.monotonic()
+                    parts.append(decode_batch(pending))
+                    in_parts, pending = in_parts + len(pending), []
+                    parts_seconds += time.monotonic() - started
+                if not in_parts and not pending:
                     batch_started = time.monotonic()
                 if max_idle_s is not None and time.monotonic() - last_message > max_idle_s:
                     break
-            if pending and not self._abort.is_set():
-                self._hand_over(handoff, self.prepare(pending))
+            if (pending or parts) and not self._abort.is_set():
+                self._hand_over(handoff, self.prepare(pending, parts, parts_seconds))
         except BaseException as exc:  # handed to run(), which raises it after the batches before it are written
             failure.append(exc)
         finally:
             self._hand_over(handoff, None)
+
+    def _commit_group_offsets(self) -> None:
+        offsets, self._group_offsets = self._group_offsets, None
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:  # monitoring only: never stops the writer
+                log.warning("consumer group offset commit failed", error=str(exc))
 
     def _hand_over(self, handoff: queue.Queue, item: PreparedBatch | None) -> None:
         while not self._abort.is_set():
@@ -253,15 +279,18 @@ class BronzeWriter:
             except queue.Full:
                 continue
 
-    def prepare(self, records: list) -> PreparedBatch:
-        """Decode and validate ``records`` (the next messages of the partitions, in order) into a batch to commit."""
+    def prepare(self, records: list, parts: Sequence[DecodedBatch] = (), parts_seconds: float = 0.0) -> PreparedBatch:
+        """Decode and validate ``records`` (the next messages of the partitions, in order, after the already decoded
+        ``parts``) into one batch to commit."""
         started = time.monotonic()
         now = datetime.now(UTC)
-        decoded = decode_batch(records, now=now)
+        decoded = DecodedBatch.concat([*parts, decode_batch(records, now=now)])
         table = decoded.trades_table(now)
         self._offsets.update(decoded.next_offsets)
         offsets = CommittedOffsets(self._cluster_id, dict(self._offsets))
-        return PreparedBatch(decoded, table, offsets, now, len(records), time.monotonic() - started)
+        messages = len(records) + sum(len(part.trades) + len(part.rejected) for part in parts)
+        seconds = parts_seconds + time.monotonic() - started
+        return PreparedBatch(decoded, table, offsets, now, messages, seconds)
 
     def commit(self, records: list) -> None:
         """Decode ``records`` and commit them at once (no overlap): one batch, as the loop does."""
@@ -273,10 +302,10 @@ class BronzeWriter:
         if batch.decoded.rejected:
             self._merge_rejected(batch.decoded)
         self._append_trades(batch)
-        self._consumer.commit(
-            offsets=[TopicPartition(self.topic, p, o) for p, o in batch.decoded.next_offsets.items()],
-            asynchronous=False,
-        )
+        # The consumer group's offsets are for monitoring only (the offsets in Iceberg are the ones that count):
+        # the reader thread commits them on its next turn. (A commit from this thread waited for the reader's
+        # consume() call, up to seconds, measured.)
+        self._group_offsets = [TopicPartition(self.topic, p, o) for p, o in batch.offsets.next_offsets.items()]
         self._record(batch, started)
 
     def _append_trades(self, batch: PreparedBatch) -> None:
