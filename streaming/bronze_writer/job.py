@@ -6,7 +6,8 @@ Every commit interval (or when the batch is full) it:
 1. MERGEs rejected rows into ``bronze.trades_rejected`` keyed by Kafka coordinates (idempotent on replay);
 2. appends the valid rows to ``bronze.trades`` with the new offsets as a snapshot property — one atomic commit;
 3. commits the same offsets to the consumer group (from the reader thread, asynchronously; monitoring only).
-A crash anywhere replays from the last Iceberg commit: nothing lost, nothing doubled.
+A crash anywhere replays from the last Iceberg commit: nothing lost, nothing doubled. Reading + decoding (a
+thread) overlaps the Spark write of the previous batch; batches are still committed one by one, in order.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class BronzeWriter:
     A reader thread consumes a micro-batch, validates it and builds its Arrow table while the calling thread writes
     the previous batch with Spark (that thread mostly waits on the JVM, with the GIL released). Batches are written
     one at a time and in the order they were read; each commit records the offsets reached by its own last row.
-    At most one batch waits between the stages, so a kill loses (and replays) at most two uncommitted batches.
+    At most one batch waits between the stages: a kill replays the uncommitted ones (being written, waiting, being read).
     """
 
     def __init__(
