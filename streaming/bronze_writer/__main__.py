@@ -64,28 +64,33 @@ class ProgressReporter:
         self._ends = TopicEndOffsets(bootstrap, writer.topic)
         self._every_s = every_s
         self._resume_from = _resume_point(writer, self._ends)
+        self._last_rows, self._last_at = writer.counters.rows, time.monotonic()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bronze-writer-progress", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        last_rows, last_at = self._writer.counters.rows, time.monotonic()
         while not self._done.wait(self._every_s):
-            c = self._writer.counters
-            now = time.monotonic()
-            rate = (c.rows - last_rows) / max(now - last_at, 1e-9)
-            last_rows, last_at = c.rows, now
-            try:
-                backlog = self._ends.backlog(c.last_committed_offsets or self._resume_from)
-            except Exception:  # a progress line must never take the writer down
-                backlog = None
-            freshness = "?" if c.freshness_s is None else f"{c.freshness_s:.1f} s"
-            extra = f"{c.batches} commits, {c.rejected:,} rejected, freshness {freshness}"
-            print(drain_line("bronze writer rows", c.rows, rate, backlog, extra), file=sys.stderr, flush=True)
+            self.report()
+
+    def report(self) -> None:
+        c = self._writer.counters
+        now = time.monotonic()
+        rate = (c.rows - self._last_rows) / max(now - self._last_at, 1e-9)
+        self._last_rows, self._last_at = c.rows, now
+        try:
+            backlog = self._ends.backlog(c.last_committed_offsets or self._resume_from)
+        except Exception:  # a progress line must never take the writer down
+            backlog = None
+        freshness = "?" if c.freshness_s is None else f"{c.freshness_s:.1f} s"
+        extra = f"{c.batches} commits, {c.rejected:,} rejected, freshness {freshness}"
+        print(drain_line("bronze writer rows", c.rows, rate, backlog, extra), file=sys.stderr, flush=True)
 
     def stop(self) -> None:
+        """Stop the periodic lines and print the final state (after the writer's last commit)."""
         self._done.set()
         self._thread.join(timeout=10)
+        self.report()
         self._ends.close()
 
 
