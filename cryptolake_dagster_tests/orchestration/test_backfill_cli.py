@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from cryptolake.lakehouse.catalog import get_catalog
+from cryptolake.settings import Settings
 from cryptolake.tables import BRONZE_FEAR_GREED, SILVER_DAILY_PRICES
 from cryptolake_dagster.backfill import BACKFILL_TAG
 from streaming.simulator import AggTrade
@@ -33,7 +34,8 @@ def _rows(settings, table, day: date) -> list[dict]:
     return [row for row in rows if row["day"] == day]
 
 
-def test_backfill_runs_one_day_after_another_with_progress(settings) -> None:
+def test_backfill_runs_one_day_after_another_with_progress(tmp_path) -> None:
+    settings = Settings(state_dir=tmp_path / "state")  # a lakehouse and Dagster instance of its own
     with (
         run_batch_sources(seed=5) as sources,
         run_exchange_simulator(symbols=("BTCUSDT",), max_trades=0, rate=1.0) as exchange,
@@ -45,6 +47,7 @@ def test_backfill_runs_one_day_after_another_with_progress(settings) -> None:
             )
         env = {
             **os.environ,
+            "CRYPTOLAKE_STATE_DIR": str(settings.state_dir),
             "CRYPTOLAKE_COINGECKO_BASE_URL": sources.coingecko_url,
             "CRYPTOLAKE_FEAR_GREED_BASE_URL": sources.fear_greed_url,
             "CRYPTOLAKE_BINANCE_REST_URL": exchange.rest_url,
