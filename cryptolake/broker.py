@@ -93,9 +93,6 @@ class TopicEndOffsets:
             for p in metadata.partitions
         }
 
-    def cluster_id(self, timeout: float = 5.0) -> str:
-        return self._consumer.list_topics(self.topic, timeout=timeout).cluster_id or ""
-
     def backlog(self, next_offsets: dict[int, int], timeout: float = 5.0) -> int:
         """Messages at or after ``next_offsets`` (partition -> next offset to read; missing: the log's start)."""
         return sum(

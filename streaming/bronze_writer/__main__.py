@@ -9,14 +9,11 @@ import threading
 import time
 
 from cryptolake.broker import TopicEndOffsets, connect_platform_kafka
-from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.lakehouse.spark import build_spark_session
 from cryptolake.logging import configure_logging, get_logger
 from cryptolake.progress import drain_line
 from cryptolake.settings import settings_from_cli
-from cryptolake.tables import BRONZE_TRADES
 from streaming.bronze_writer.job import BronzeWriter
-from streaming.bronze_writer.offsets import recorded_offsets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,16 +43,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _resume_point(writer: BronzeWriter, ends: TopicEndOffsets) -> dict[int, int]:
-    """Where the writer resumes: the offsets recorded in bronze.trades (when they are of this broker)."""
-    try:
-        table = get_catalog(writer.settings).load_table(BRONZE_TRADES.identifier)
-        recorded = recorded_offsets(table, writer.topic)
-        return dict(recorded.next_offsets) if recorded and recorded.cluster_id == ends.cluster_id() else {}
-    except Exception:  # progress output is best effort
-        return {}
-
-
 class ProgressReporter:
     """Prints a progress line every ``every_s`` seconds from the writer's counters and the topic's end offsets."""
 
@@ -63,7 +50,6 @@ class ProgressReporter:
         self._writer = writer
         self._ends = TopicEndOffsets(bootstrap, writer.topic)
         self._every_s = every_s
-        self._resume_from = _resume_point(writer, self._ends)
         self._last_rows, self._last_at = writer.counters.rows, time.monotonic()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bronze-writer-progress", daemon=True)
@@ -79,7 +65,7 @@ class ProgressReporter:
         rate = (c.rows - self._last_rows) / max(now - self._last_at, 1e-9)
         self._last_rows, self._last_at = c.rows, now
         try:
-            backlog = self._ends.backlog(c.last_committed_offsets or self._resume_from)
+            backlog = self._ends.backlog(c.last_committed_offsets)  # from the resume point before the first commit
         except Exception:  # a progress line must never take the writer down
             backlog = None
         freshness = "?" if c.freshness_s is None else f"{c.freshness_s:.1f} s"

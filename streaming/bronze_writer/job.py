@@ -186,6 +186,7 @@ class BronzeWriter:
             )
             recorded = None
         self._offsets = dict(recorded.next_offsets) if recorded else {}
+        self.counters.last_committed_offsets = dict(self._offsets)  # what the table holds: the resume point
         assignment = [
             TopicPartition(self.topic, p, self._offsets.get(p, OFFSET_BEGINNING)) for p in sorted(topic_meta.partitions)
         ]
