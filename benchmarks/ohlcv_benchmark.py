@@ -528,8 +528,8 @@ against both DuckDB queries.
 Targets (issue 4):
 {verdict_lines}
 
-{render_breakdown(breakdown, spark_runs, silver)}Where the Spark time goes in `silver/trades` (Spark UI stage timings of the asset runs in a warm session on the same data, load
-average 2-3 from other sessions; CPU seconds over the 2 cores): `silver/trades` — finding the duplicated keys (a
+{render_breakdown(breakdown, spark_runs, silver)}Where the Spark time goes in `silver/trades` (Spark UI stage timings of the asset runs in a warm session on the
+same data, load average 2-3 from other sessions; CPU seconds over the 2 cores): finding the duplicated keys (a
 hash aggregate over the key columns, then ranking the ~15,000 candidate rows) ~3-4 s; the write stage (scan of the
 23 Bronze columns, cleaning, broadcast join, Parquet/zstd-1 encoding of ~1.5 M rows, 6 files) ~9-11 s, about
 two thirds of it Parquet encoding; Iceberg commit, quarantine check and Dagster run ~1.5 s. The first run also
@@ -542,6 +542,14 @@ total on this benchmark (2026-11-22 05:20 UTC, load 0.6-3.6). Alternating both p
 ~2.8) gave 12.3-15.3 s wall / 16.6-21.5 CPU-s for the old write and 13.7-14.5 s / 14.8-16.1 CPU-s for the new one
 (duplicate search + write): the broadcast deduplication saves CPU and the day-sized sort (and its spill risk with
 a 1 GiB driver), not much wall time on this data; Parquet encoding of the ~1.5 M rows dominates.
+
+Tried for the bars aggregate and measured in one warm session (2026-11-22 09:30-09:50 UTC, best of 4-6 runs each,
+not adopted): exact 64-bit integer limbs for the price and base-quantity aggregates (unscaled values split in
+32-bit halves, with a fallback for values that do not fit) gave 2.35 s against 2.35 s for `bars_query`, because
+decoding the DECIMAL columns from Parquet stays; without the DECIMAL(38,16) quote sum the same query took 1.39 s.
+One data file per read task (balanced over the 2 cores), minute truncation by integer arithmetic instead of
+`date_trunc`, computing volume as buy + sell, and the Parallel GC instead of G1 each moved the time by less than
+the run-to-run noise (±0.3 s). The MERGE from a Python-side relation instead of the cached bars was slower.
 """
 
 
@@ -562,7 +570,7 @@ def render_breakdown(breakdown: list[tuple[str, float]], spark_runs: list[dict[s
 best of the breakdown runs, with cumulatively more bar columns (Spark prunes the aggregates of the columns not
 selected; each step adds its columns to the previous ones):
 
-| Bar columns computed | Spark (s) | added (s) | ÷ DuckDB (2), all columns |
+| Bar columns computed | Spark (s) | added (s) | Spark ÷ DuckDB (2) |
 |---|---:|---:|---:|
 {table}
 | The rest of the step (cache, MERGE of the bars, Iceberg commit, metadata): best step {step:.2f} s minus the full aggregate | {step - full:.2f} | | {(step - full) / silver:.1f}x |
