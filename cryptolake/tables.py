@@ -115,7 +115,7 @@ BRONZE_TRADES: Final = Table(
         ("kafka_topic", StringType(), True, "Kafka topic the row was consumed from"),
         ("kafka_partition", IntegerType(), True, "Kafka partition"),
         ("kafka_offset", LongType(), True, "Kafka offset; (topic, partition, offset) is unique in Bronze"),
-        ("bronze_written_at", TimestamptzType(), True, "Time the Bronze writer appended the row (UTC)"),
+        ("bronze_written_at", TimestamptzType(), True, "Time the Bronze writer decoded the row's batch (UTC)"),
     ),
     partition_source="trade_time",
     # Written continuously by the Bronze writer: zstd level 1 and a small dictionary limit spend less of the
