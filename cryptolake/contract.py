@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
@@ -27,6 +27,8 @@ PRICE_SCALE: Final = 8  # Binance quotes at most 8 decimals; DECIMAL(28, 8) in I
 QUANTITY_SCALE: Final = 8
 QUOTE_SCALE: Final = 16  # price * quantity is exact at 16 decimals; DECIMAL(38, 16)
 MAX_INTEGER_DIGITS: Final = 20
+#: Every decimal of the contract, quote_quantity = price * quantity included, is below this.
+DECIMAL_LIMIT: Final = Decimal(10) ** MAX_INTEGER_DIGITS
 # Trades older than this or further in the future than MAX_FUTURE_MS are absurd and rejected.
 MIN_TRADE_TIME_MS: Final = 1_483_228_800_000  # 2017-01-01, before Binance opened
 MAX_FUTURE_MS: Final = 24 * 3600 * 1000
@@ -141,8 +143,10 @@ class Trade:
         price = _decimal(data, "price", PRICE_SCALE)
         quantity = _decimal(data, "quantity", QUANTITY_SCALE)
         quote_quantity = _decimal(data, "quote_quantity", QUOTE_SCALE)
-        if quote_quantity != price * quantity:
-            raise ContractError("inconsistent_quote_quantity", f"{quote_quantity} != price * quantity")
+        if quote_quantity != _exact_multiply(price, quantity):
+            raise ContractError(
+                "inconsistent_quote_quantity", f"quote_quantity {quote_quantity} != price * quantity (exactly)"
+            )
         side = _enum(data, "side", SIDES)
         is_buyer_maker = _bool(data, "is_buyer_maker")
         if (side == "sell") != is_buyer_maker:
@@ -249,6 +253,7 @@ def _normalize_checked(
         _VALID_SYMBOLS[symbol] = (base, quote)
     price = _decimal(data, "p", PRICE_SCALE)
     quantity = _decimal(data, "q", QUANTITY_SCALE)
+    quote_quantity = _quote_quantity(price, quantity)
     is_buyer_maker = _bool(data, "m")
     first, last = _int(data, "f"), _int(data, "l")
     if last < first:
@@ -267,7 +272,7 @@ def _normalize_checked(
         last_trade_id=last,
         price=price,
         quantity=quantity,
-        quote_quantity=price * quantity,
+        quote_quantity=quote_quantity,
         side="sell" if is_buyer_maker else "buy",
         is_buyer_maker=is_buyer_maker,
         trade_time=trade_time,
@@ -379,6 +384,9 @@ _PRICE_PLAIN: Final = _PLAIN_DECIMAL[PRICE_SCALE]
 _QUANTITY_PLAIN: Final = _PLAIN_DECIMAL[QUANTITY_SCALE]
 _QUOTE_PLAIN: Final = _PLAIN_DECIMAL[QUOTE_SCALE]
 _ZERO: Final = Decimal(0)
+# price * quantity exactly: two decimals of at most 28 significant digits each (20 integer digits + 8 decimals)
+# have a product of at most 56; Python's default context keeps 28 and would round.
+_exact_multiply: Final = Context(prec=60).multiply
 _fromtimestamp: Final = datetime.fromtimestamp
 
 
@@ -429,6 +437,9 @@ def _fast_normalize(
     quantity = Decimal(raw_quantity)
     if price <= _ZERO or quantity <= _ZERO:
         return None
+    quote_quantity = _exact_multiply(price, quantity)
+    if quote_quantity >= DECIMAL_LIMIT:
+        return None
     trade_time = _fromtimestamp(raw_trade_time / 1000, UTC)  # from_epoch_ms() for 0 <= ms < the float limit
     if "E" in data:
         raw_event_time = data["E"]
@@ -443,7 +454,7 @@ def _fast_normalize(
     base, quote = split
     return _make_trade(
         EXCHANGE_BINANCE, market, symbol, base, quote, coin_ids.get(base), agg_id, first, last, price, quantity,
-        price * quantity, "sell" if is_buyer_maker else "buy", is_buyer_maker, trade_time, event_time, now, source,
+        quote_quantity, "sell" if is_buyer_maker else "buy", is_buyer_maker, trade_time, event_time, now, source,
     )  # fmt: skip
 
 
@@ -552,7 +563,7 @@ def _check_wire(
     ):
         return None  # a dict's text may hold a lone surrogate (orjson never yields one): the checked path decides
     price, quantity, quote_quantity = Decimal(raw_price), Decimal(raw_quantity), Decimal(raw_quote)
-    if price <= _ZERO or quantity <= _ZERO or quote_quantity != price * quantity:
+    if price <= _ZERO or quantity <= _ZERO or quote_quantity != _exact_multiply(price, quantity):
         return None  # (quote_quantity > 0 follows from price > 0, quantity > 0 and the equality)
     return values, price, quantity, quote_quantity
 
@@ -654,8 +665,11 @@ def _fast_encode(
     price, quantity = Decimal(raw_price), Decimal(raw_quantity)
     if price <= _ZERO or quantity <= _ZERO:
         return None
+    quote_quantity = _exact_multiply(price, quantity)
+    if quote_quantity >= DECIMAL_LIMIT:
+        return None
     value = (template.sell if is_buyer_maker else template.buy) % (
-        agg_id, first, last, raw_price, raw_quantity, format(price * quantity, "f"), trade_time, event_time, now_ms
+        agg_id, first, last, raw_price, raw_quantity, format(quote_quantity, "f"), trade_time, event_time, now_ms
     )  # fmt: skip
     return _new_tuple(EncodedTrade, (template.stream_key, symbol, agg_id, template.key, value.encode()))
 
@@ -790,6 +804,18 @@ def _decimal(data: dict[str, Any], key: str, scale: int) -> Decimal:
     if isinstance(exponent, int) and -exponent > scale and value != value.quantize(Decimal(1).scaleb(-scale)):
         raise ContractError("too_many_decimals", f"{key}={raw!r} has more than {scale} decimals")
     return value
+
+
+def _quote_quantity(price: Decimal, quantity: Decimal) -> Decimal:
+    """price * quantity, exact; ``number_out_of_range`` when the product reaches ``DECIMAL_LIMIT``."""
+    quote = _exact_multiply(price, quantity)
+    if quote >= DECIMAL_LIMIT:
+        raise ContractError(
+            "number_out_of_range",
+            f"price * quantity = {quote:f} is not below 10^{MAX_INTEGER_DIGITS} (the quote_quantity limit): "
+            "check the message's price and quantity",
+        )
+    return quote
 
 
 def _int(data: dict[str, Any], key: str) -> int:

@@ -11,6 +11,7 @@ import pytest
 from cryptolake.contract import (
     ContractError,
     Trade,
+    encode_binance_agg_trade,
     from_epoch_ms,
     normalize_binance_agg_trade,
     split_symbol,
@@ -150,3 +151,65 @@ def test_wire_rejects_extra_fields_and_inconsistencies() -> None:
         with pytest.raises(ContractError) as info:
             Trade.from_wire({**wire, **change}, now_ms=now_ms)
         assert info.value.reason == reason
+
+
+def _exact_product(price: str, quantity: str) -> Decimal:
+    """price * quantity by integer arithmetic on the unscaled values (independent of any Decimal context)."""
+    unscaled = int(Decimal(price).scaleb(8)) * int(Decimal(quantity).scaleb(8))  # <= 28 digits each: exact
+    return Decimal(f"{unscaled}e-16")  # the constructor does not round
+
+
+@pytest.mark.parametrize(
+    ("price", "quantity"),
+    [
+        ("12345678901.12345678", "1234567.87654321"),  # 35 significant digits: the default context kept 28
+        ("9999999999.99999999", "9999999999.99999999"),  # just below 10^20
+        ("0.00000001", "99999999999999999999.99999999"),  # a price at the scale, the largest quantity
+        ("67890.12345678", "0.00012345"),
+    ],
+)
+def test_quote_quantity_is_exact_on_every_path(price: str, quantity: str) -> None:
+    expected = _exact_product(price, quantity)
+    data = {**GOOD, "p": price, "q": quantity}
+    kwargs = {"market": "spot", "source": "ws", "coin_ids": DEFAULT_COIN_IDS, "ingest_time": NOW}
+    # The first call learns the symbol (checked path); the second takes the fast path.
+    for _ in range(2):
+        trade = normalize_binance_agg_trade(data, **kwargs)
+        assert trade.quote_quantity == expected, (trade.quote_quantity, expected)
+        encoded = encode_binance_agg_trade(data, **kwargs)
+        assert json.loads(encoded.value)["quote_quantity"] == format(expected, "f")
+        # The consumer reads it back exactly, and checks the product exactly.
+        parsed = Trade.from_wire(encoded.value, now_ms=to_epoch_ms(NOW))
+        assert parsed.quote_quantity == expected and parsed == Trade._from_wire_checked(
+            encoded.value, now_ms=to_epoch_ms(NOW)
+        )
+
+
+@pytest.mark.parametrize(
+    ("price", "quantity"),
+    [("10000000000", "10000000000"), ("99999999999999999999", "1.00000001"), ("12345678901234", "12345678.9")],
+)
+def test_a_quote_quantity_of_10_pow_20_is_rejected_by_the_producer_side(price: str, quantity: str) -> None:
+    data = {**GOOD, "p": price, "q": quantity}
+    kwargs = {"market": "spot", "source": "ws", "coin_ids": DEFAULT_COIN_IDS, "ingest_time": NOW}
+    normalize_binance_agg_trade(GOOD, **kwargs)  # the symbol is known: the fast paths see the message first
+    encode_binance_agg_trade(GOOD, **kwargs)
+    for call in (normalize_binance_agg_trade, encode_binance_agg_trade):
+        with pytest.raises(ContractError) as error:
+            call(data, **kwargs)
+        assert error.value.reason == "number_out_of_range" and "price * quantity" in str(error.value)
+
+
+def test_a_rounded_quote_quantity_is_inconsistent_on_the_wire() -> None:
+    trade = normalize_binance_agg_trade(
+        {**GOOD, "p": "12345678901.12345678", "q": "1234567.87654321"},
+        market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=NOW,
+    )  # fmt: skip
+    wire = trade.to_wire()
+    rounded = Decimal(wire["price"]) * Decimal(wire["quantity"])  # Python's default 28-digit context
+    assert rounded != trade.quote_quantity
+    wire["quote_quantity"] = format(rounded, "f")
+    for parse in (Trade.from_wire, Trade._from_wire_checked):
+        with pytest.raises(ContractError) as error:
+            parse(json.dumps(wire), now_ms=to_epoch_ms(NOW))
+        assert error.value.reason == "inconsistent_quote_quantity"

@@ -142,6 +142,11 @@ WS_CORPUS: list[Malformed] = [
     ws("price_of_10k_digits", frame(p="9" * 10_000), "number_out_of_range"),
     ws("agg_id_beyond_int64", frame(a=2**63), "number_out_of_range"),
     ws("negative_agg_id", frame(a=-1), "number_out_of_range"),
+    ws(
+        "price_times_quantity_of_10_pow_20",
+        frame(p="10000000000.00000000", q="10000000000.00000000"),
+        "number_out_of_range",
+    ),
     ws("first_id_after_last_id", frame(f=12_000_003), "invalid_trade_id_range"),
     # absurd timestamps
     ws("trade_time_negative", frame(T=-1), "absurd_timestamp"),

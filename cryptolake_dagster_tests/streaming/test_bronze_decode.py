@@ -13,6 +13,7 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -217,3 +218,29 @@ def test_times_near_the_future_limit_and_an_empty_batch() -> None:
     late_ms = int(late.timestamp() * 1000)
     records = [Record(dumps({**wire, "trade_time_ms": late_ms + d}), None, i) for i, d in enumerate((-1, 0, 1))]
     assert assert_same_decoding(records) == 2
+
+
+def test_quote_quantities_beyond_28_digits_are_exact_on_both_routes() -> None:
+    # Products of up to 36 significant digits: the vectorised route multiplies in decimal256, the contract in an
+    # exact context; both accept them and Bronze stores the exact product.
+    sizes = [("12345678901.12345678", "1234567.87654321"), ("9999999999.99999999", "9999999999.99999999")]
+    wires = []
+    for i, (price, quantity) in enumerate(sizes * 20):
+        wire = valid_wires(1, seed=100 + i)[0]
+        unscaled = int(Decimal(price).scaleb(8)) * int(Decimal(quantity).scaleb(8))
+        wires.append(
+            {**wire, "price": price, "quantity": quantity, "quote_quantity": f"{Decimal(f'{unscaled}e-16'):f}"}
+        )
+    records = [Record(dumps(w), w["symbol"].encode(), i) for i, w in enumerate(wires)]
+    assert assert_same_decoding(records) == len(records)
+    decoded = decode_batch(records, now=NOW)
+    assert not decoded.rejected
+    stored = decoded.trades_table(NOW).column("quote_quantity").to_pylist()
+    assert stored == [Decimal(w["quote_quantity"]) for w in wires]
+    # A quote quantity rounded to 28 digits (what the default context computes) is rejected by both routes.
+    rounded = {**wires[0], "quote_quantity": format(Decimal(sizes[0][0]) * Decimal(sizes[0][1]), "f")}
+    assert rounded["quote_quantity"] != wires[0]["quote_quantity"]
+    assert assert_same_decoding([Record(dumps(rounded), None, 0)]) == 0
+    assert [r["reason"] for r in decode_batch([Record(dumps(rounded), None, 0)], now=NOW).rejected] == [
+        "inconsistent_quote_quantity"
+    ]

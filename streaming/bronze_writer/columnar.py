@@ -15,8 +15,8 @@ its reason code (so reason codes cannot differ). The proof has two parts:
    known market / side / source, ``is_buyer_maker`` = (side is sell), upper-case alphanumeric ASCII symbol of at
    most 20 characters, non-empty exchange and assets, ids ``0 <= first <= last``, times between 2017-01-01 and
    now + 1 day, plain decimals (at most 20 integer digits and the column's scale) with price > 0, quantity > 0 and
-   quote_quantity = price * quantity *exactly* while that product has at most 28 significant digits (so Python's
-   28-digit Decimal context computes it exactly too), message key absent or equal to the symbol.
+   quote_quantity = price * quantity *exactly* (decimal256 here, an exact context in the contract), message key
+   absent or equal to the symbol.
 
 Where Arrow's reader rejects a block (a type that changes between rows, e.g. a malformed message), the block is
 split in halves until the small pieces that fail go to the per-message path.
@@ -62,7 +62,6 @@ _NULLABLE = frozenset({"coin_id"})
 _TIME_FIELDS = ("trade_time_ms", "event_time_ms", "ingest_time_ms")
 _DECIMALS = {"price": PRICE_SCALE, "quantity": QUANTITY_SCALE, "quote_quantity": QUOTE_SCALE}
 _FLOAT_EXACT_MS_LIMIT = 2**33 * 1000  # the contract's fast path decides only below this (year 2242)
-_DECIMAL_CONTEXT_DIGITS = 28  # Python's default Decimal precision, used by the contract for price * quantity
 _MIN_SPLIT = 64  # a failing block of at most this many messages goes to the per-message path whole
 _BLOCK_SIZE = 1 << 24
 
@@ -196,13 +195,11 @@ def _checked(
     # Decimal arithmetic only on rows whose strings are plain decimals (the casts cannot fail on those).
     rows = pa.array(mask)
     price, quantity, quote = (t[name].filter(rows) for name in _DECIMALS)
-    digits = pc.add(_digits(price), _digits(quantity))
     wide_price = pc.cast(price, pa.decimal256(MAX_INTEGER_DIGITS + PRICE_SCALE, PRICE_SCALE))
     wide_quantity = pc.cast(quantity, pa.decimal256(MAX_INTEGER_DIGITS + QUANTITY_SCALE, QUANTITY_SCALE))
     wide_quote = pc.cast(quote, pa.decimal256(MAX_INTEGER_DIGITS + QUOTE_SCALE, QUOTE_SCALE))
     arithmetic = _all(
         [
-            pc.less_equal(digits, _DECIMAL_CONTEXT_DIGITS),
             pc.greater(wide_price, pa.scalar(0, wide_price.type)),
             pc.greater(wide_quantity, pa.scalar(0, wide_quantity.type)),
             pc.equal(pc.multiply(wide_price, wide_quantity), wide_quote),
@@ -215,11 +212,6 @@ def _checked(
         key_ok = pc.fill_null(pc.equal(pa.array(key_list, pa.binary()), pc.cast(t["symbol"], pa.binary())), True)
         mask &= _all([key_ok])
     return mask
-
-
-def _digits(decimals: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Digit characters of plain decimal strings (an upper bound on their significant digits)."""
-    return pc.subtract(pc.utf8_length(decimals), pc.cast(pc.match_substring(decimals, "."), pa.int32()))
 
 
 def _all(conditions: list) -> np.ndarray:
