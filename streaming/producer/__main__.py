@@ -17,7 +17,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m streaming.producer",
         description="Stream Binance aggTrade messages (spot / USD-M futures) into the Kafka trades topic as "
         "trade contract v1, repairing id gaps from REST and dead-lettering messages that fail the contract. "
-        "Defaults come from CRYPTOLAKE_* settings (see .env.example).",
+        "SIGTERM / Ctrl-C stop it within seconds: deliveries are flushed, the checkpoint is saved, and a gap "
+        "repair in progress is left to the next start. Defaults come from CRYPTOLAKE_* settings (see .env.example).",
     )
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (CRYPTOLAKE_KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT (CRYPTOLAKE_SYMBOLS)")
