@@ -13,7 +13,16 @@ import re
 import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from decimal import Context, Decimal, InvalidOperation
+from decimal import (
+    MAX_EMAX,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+)
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
@@ -371,10 +380,10 @@ _VALID_SYMBOLS: dict[str, tuple[str, str]] = {}
 _VALID_SYMBOLS_MAX: Final = 10_000
 
 
-def _plain_decimal_pattern(scale: int) -> re.Pattern[str]:
-    # At most MAX_INTEGER_DIGITS integer digits (so adjusted() < 20) and at most ``scale`` decimals: finite, in
+def _plain_decimal_pattern(scale: int, integer_digits: int = MAX_INTEGER_DIGITS) -> re.Pattern[str]:
+    # At most ``integer_digits`` integer digits (so adjusted() < 20) and at most ``scale`` decimals: finite, in
     # range, not too precise. Only the sign (> 0) is left to check.
-    return re.compile(rf"[0-9]{{1,{MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{scale}}})?")
+    return re.compile(rf"[0-9]{{1,{integer_digits}}}(?:\.[0-9]{{1,{scale}}})?")
 
 
 _PLAIN_DECIMAL: Final = {
@@ -384,9 +393,22 @@ _PRICE_PLAIN: Final = _PLAIN_DECIMAL[PRICE_SCALE]
 _QUANTITY_PLAIN: Final = _PLAIN_DECIMAL[QUANTITY_SCALE]
 _QUOTE_PLAIN: Final = _PLAIN_DECIMAL[QUOTE_SCALE]
 _ZERO: Final = Decimal(0)
-# price * quantity exactly: two decimals of at most 28 significant digits each (20 integer digits + 8 decimals)
-# have a product of at most 56; Python's default context keeps 28 and would round.
-_exact_multiply: Final = Context(prec=60).multiply
+# The contract's decimal arithmetic, never the thread's context (Python's default keeps 28 digits and rounds):
+# price * quantity of at most 28 significant digits each (20 integer digits + 8 decimals) has at most 56, and a
+# quote quantity quantized to 16 decimals at most 36. Every setting explicit: none comes from DefaultContext.
+_EXACT: Final = Context(
+    prec=60, rounding=ROUND_HALF_EVEN, Emin=MIN_EMIN, Emax=MAX_EMAX, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+_exact_multiply: Final = _EXACT.multiply
+_SCALE_UNITS: Final = {scale: Decimal(1).scaleb(-scale, _EXACT) for scale in {PRICE_SCALE, QUANTITY_SCALE, QUOTE_SCALE}}
+# The producer's fast paths take a price below 10^8 and a quantity below 10^12 (real trades are far inside: no
+# price near 100 million, no quantity near a trillion), so their product is below 10^20 = DECIMAL_LIMIT: the
+# regular expressions they match anyway are the magnitude check, no comparison per message. Anything larger takes
+# the checked path (slower, same answer), which compares the exact product with the limit: number_out_of_range.
+_FAST_PRICE_DIGITS: Final = 8
+_FAST_QUANTITY_DIGITS: Final = MAX_INTEGER_DIGITS - _FAST_PRICE_DIGITS
+_FAST_PRICE_PLAIN: Final = _plain_decimal_pattern(PRICE_SCALE, _FAST_PRICE_DIGITS).fullmatch
+_FAST_QUANTITY_PLAIN: Final = _plain_decimal_pattern(QUANTITY_SCALE, _FAST_QUANTITY_DIGITS).fullmatch
 _fromtimestamp: Final = datetime.fromtimestamp
 
 
@@ -420,8 +442,8 @@ def _fast_normalize(
     if (
         type(raw_price) is not str
         or type(raw_quantity) is not str
-        or _PRICE_PLAIN(raw_price) is None
-        or _QUANTITY_PLAIN(raw_quantity) is None
+        or _FAST_PRICE_PLAIN(raw_price) is None  # (price < 10^8, quantity < 10^12: product < DECIMAL_LIMIT)
+        or _FAST_QUANTITY_PLAIN(raw_quantity) is None
         or type(is_buyer_maker) is not bool
         or type(agg_id) is not int
         or type(first) is not int
@@ -438,8 +460,6 @@ def _fast_normalize(
     if price <= _ZERO or quantity <= _ZERO:
         return None
     quote_quantity = _exact_multiply(price, quantity)
-    if quote_quantity >= DECIMAL_LIMIT:
-        return None
     trade_time = _fromtimestamp(raw_trade_time / 1000, UTC)  # from_epoch_ms() for 0 <= ms < the float limit
     if "E" in data:
         raw_event_time = data["E"]
@@ -665,9 +685,7 @@ def _fast_encode(
     price, quantity = Decimal(raw_price), Decimal(raw_quantity)
     if price <= _ZERO or quantity <= _ZERO:
         return None
-    quote_quantity = _exact_multiply(price, quantity)
-    if quote_quantity >= DECIMAL_LIMIT:
-        return None
+    quote_quantity = _exact_multiply(price, quantity)  # < DECIMAL_LIMIT: see _FAST_PRICE_DIGITS
     value = (template.sell if is_buyer_maker else template.buy) % (
         agg_id, first, last, raw_price, raw_quantity, format(quote_quantity, "f"), trade_time, event_time, now_ms
     )  # fmt: skip
@@ -713,13 +731,14 @@ _PER_TRADE: Final = (
 )
 
 
-def _canonical_decimal_pattern(scale: int) -> re.Pattern[str]:
+def _canonical_decimal_pattern(scale: int, integer_digits: int) -> re.Pattern[str]:
     # _plain_decimal_pattern() without leading zeros: Decimal(text) prints back (format "f") as exactly ``text``.
-    return re.compile(rf"(?:0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}})(?:\.[0-9]{{1,{scale}}})?")
+    return re.compile(rf"(?:0|[1-9][0-9]{{0,{integer_digits - 1}}})(?:\.[0-9]{{1,{scale}}})?")
 
 
-_CANONICAL_PRICE: Final = _canonical_decimal_pattern(PRICE_SCALE).fullmatch
-_CANONICAL_QUANTITY: Final = _canonical_decimal_pattern(QUANTITY_SCALE).fullmatch
+# The bounds of the fast paths (see _FAST_PRICE_DIGITS): the product of a match of each is below DECIMAL_LIMIT.
+_CANONICAL_PRICE: Final = _canonical_decimal_pattern(PRICE_SCALE, _FAST_PRICE_DIGITS).fullmatch
+_CANONICAL_QUANTITY: Final = _canonical_decimal_pattern(QUANTITY_SCALE, _FAST_QUANTITY_DIGITS).fullmatch
 
 
 def _learn_template(trade: Trade, encoded: EncodedTrade) -> _Template | None:
@@ -797,11 +816,15 @@ def _decimal(data: dict[str, Any], key: str, scale: int) -> Decimal:
     if value <= 0:
         raise ContractError("non_positive_number", f"{key}={raw!r} must be > 0")
     if value.adjusted() >= MAX_INTEGER_DIGITS:
-        raise ContractError("number_out_of_range", f"{key}={raw!r} is too large")
+        raise ContractError(
+            "number_out_of_range", f"{key}={raw!r} is too large: it must be below 10^{MAX_INTEGER_DIGITS}"
+        )
     if _PLAIN_SYNTAX(raw) is None:  # Decimal() also takes " 1", "1_0", "1e3", "+1", ".5", non-ASCII digits
         raise ContractError("invalid_decimal", f"{key}={raw!r} is not a plain decimal (ASCII digits, one '.')")
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > scale and value != value.quantize(Decimal(1).scaleb(-scale)):
+    # quantize() in the exact context: in the default one, a quote quantity of more than 28 digits (up to 36 at
+    # 16 decimals) raised InvalidOperation instead of a ContractError.
+    if isinstance(exponent, int) and -exponent > scale and value != value.quantize(_SCALE_UNITS[scale], context=_EXACT):
         raise ContractError("too_many_decimals", f"{key}={raw!r} has more than {scale} decimals")
     return value
 

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from functools import partial
 from typing import Any
 
@@ -55,6 +55,7 @@ from cryptolake.settings import DEFAULT_COIN_IDS
 from streaming.connectors.binance import unwrap_combined
 
 SEED = 20261122
+EXACT = Context(prec=100)  # the test's own exact arithmetic (the contract's context is what is under test)
 BINANCE_CASES = 12_000
 WIRE_CASES = 8_000
 # Two ingest times: one on a whole millisecond, one with microseconds (the wire keeps milliseconds only).
@@ -78,6 +79,9 @@ ODD_DECIMALS = (
     "99999999999999999999", "100000000000000000000", "12345678901234567890.12345678", "\uff11\uff12\uff13", "١٢٣.٤", "\U0001d7cf", "",
     "1,5", "1.5.5", "0x10", "1.10000000000", "1.100000000000000000", "1\u00a0", "5" * 25, "7", "0.1",
     "50000.00000000", "1" * 5000,
+    # around the fast paths' bounds (price < 10^8, quantity < 10^12) and the product limit 10^20
+    "99999999.99999999", "100000000", "100000000.00000000", "999999999999.99999999", "1000000000000",
+    "9999999999.99999999", "10000000000", "10000000000.00000001", "99999999999999999999.99999999",
 )  # fmt: skip
 ODD_INTS = (
     -1, 0, 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63), True, False, 1.0, 1.5, -0.0, float("nan"),
@@ -161,7 +165,9 @@ def _generated(rng: random.Random, count: int, now_ms: int) -> Iterator[dict[str
         symbol = rng.choice(SYMBOLS)
         trade_time = now_ms - rng.randrange(0, 3 * 86_400_000)
         first = rng.randrange(0, 2**40)
-        price = f"{Decimal(rng.randrange(1, 10**12)).scaleb(-rng.randrange(0, 9)):f}"
+        # Mostly below 10^8, like real prices (the producer's fast paths take those), sometimes up to 10^12.
+        scale = rng.randrange(0, 9) if rng.random() < 0.1 else rng.randrange(4, 9)
+        price = f"{Decimal(rng.randrange(1, 10**12)).scaleb(-scale):f}"
         qty = f"{Decimal(rng.randrange(1, 10**10)).scaleb(-8):f}"
         data = {"e": "aggTrade", "E": trade_time + rng.choice((0, 0, 1, 7)), "s": symbol, "a": rng.randrange(0, 2**40),
                 "p": price, "q": qty, "f": first, "l": first + rng.randrange(0, 5), "T": trade_time,
@@ -348,7 +354,7 @@ def _mutate_wire(rng: random.Random, wire: dict[str, Any], now_ms: int) -> dict[
         elif op == 3 and "price" in wire and "quantity" in wire:
             try:
                 wire["price"] = rng.choice(ODD_DECIMALS)
-                wire["quote_quantity"] = f"{Decimal(wire['price']) * Decimal(wire['quantity']):f}"
+                wire["quote_quantity"] = f"{EXACT.multiply(Decimal(wire['price']), Decimal(wire['quantity'])):f}"
             except (ArithmeticError, ValueError, TypeError):
                 pass
         else:
@@ -461,3 +467,117 @@ def test_fast_paths_take_only_current_times() -> None:
         assert (outcome[0] == "ok") is ok, outcome
         assert outcome == _outcome(lambda: _encode_checked(data, "spot", "ws", {}, now, None))  # noqa: B023
     assert from_epoch_ms(now_ms) == now - timedelta(microseconds=now.microsecond % 1000)
+
+
+# --- price * quantity at the limits -----------------------------------------------------------------------------
+
+LIMIT = 10**20  # quote_quantity, like every decimal of the contract, is below 10^20
+# (price, quantity): products just below, at and above 10^20, of up to 36 significant digits, at and around the
+# bounds of the producer's fast paths (price < 10^8, quantity < 10^12).
+PRODUCT_CASES = (
+    ("99999999.99999999", "999999999999.99999999"),  # the largest product of the fast paths: 36 digits
+    ("12345678.12345678", "987654321098.76543210"),
+    ("12345678901.12345678", "1234567.87654321"),
+    ("100000000", "999999999999.99999999"),  # price at the fast bound: checked path, accepted
+    ("99999999.99999999", "1000000000000"),  # quantity at the fast bound: checked path, accepted
+    ("9999999999.99999999", "9999999999.99999999"),  # 10^20 - 200 + 10^-16
+    ("10000000000", "9999999999.99999999"),  # 10^20 - 100
+    ("99999999999999999999.99999999", "1"),  # 10^20 - 10^-8
+    ("10000000000", "10000000000"),  # exactly 10^20
+    ("10000000000", "10000000000.00000001"),  # 10^20 + 100
+    ("99999999999999999999.99999999", "1.00000001"),
+    ("1.00000001", "99999999999999999999"),
+    ("99999999999999999999.99999999", "99999999999999999999.99999999"),  # about 10^40
+    ("0.00000001", "0.00000001"),  # 10^-16, the smallest product
+    ("0.00000001", "99999999999999999999.99999999"),
+)
+
+
+def _unscaled(text: str) -> int:
+    integer, _, decimals = text.partition(".")
+    return int(integer + decimals.ljust(8, "0"))
+
+
+def _exact_quote(price: str, quantity: str) -> tuple[int, str]:
+    """price * quantity in integers: the product times 10^16, and its text at 16 decimals (what the wire says)."""
+    unscaled = _unscaled(price) * _unscaled(quantity)
+    integer, decimals = divmod(unscaled, 10**16)
+    return unscaled, f"{integer}.{decimals:016d}"
+
+
+@pytest.mark.parametrize(("price", "quantity"), PRODUCT_CASES)
+def test_products_at_the_limits_take_the_same_decision_on_every_path(price: str, quantity: str) -> None:
+    now = NOWS[0]
+    now_ms = to_epoch_ms(now)
+    data = {"e": "aggTrade", "E": now_ms - 5, "s": "BTCUSDT", "a": 7, "p": price, "q": quantity, "f": 7, "l": 8,
+            "T": now_ms - 5, "m": True}  # fmt: skip
+    learn = {**data, "p": "1", "q": "1"}
+    for symbols in (None, frozenset({"BTCUSDT"})):
+        normalize_binance_agg_trade(learn, market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=now)
+        encode_binance_agg_trade(learn, market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=now)
+        args = ("spot", "ws", DEFAULT_COIN_IDS)
+        kwargs = {"market": "spot", "source": "ws", "coin_ids": DEFAULT_COIN_IDS, "symbols": symbols}
+        unscaled, quote = _exact_quote(price, quantity)
+        full = _outcome(partial(_normalize_checked, data, now=now, **kwargs))
+        encoded_full = _outcome(partial(_encode_checked, data, *args, now, symbols))
+        assert _outcome(partial(normalize_binance_agg_trade, data, ingest_time=now, **kwargs)) == full
+        assert _outcome(partial(encode_binance_agg_trade, data, ingest_time=now, **kwargs)) == encoded_full
+        fast_normalized = _fast_normalize(data, *args, now, symbols)
+        fast_encoded = _fast_encode(data, *args, now_ms, symbols)
+        # The fast paths decide exactly the messages within their bounds (all of them valid), as the checked path.
+        within = Decimal(price) < 10**8 and Decimal(quantity) < 10**12
+        assert (fast_normalized is not None, fast_encoded is not None) == (within, within)
+        if within:
+            assert ("ok", _snapshot(fast_normalized)) == full and ("ok", _snapshot(fast_encoded)) == encoded_full
+        if unscaled >= LIMIT * 10**16:
+            assert full[:2] == encoded_full[:2] == ("ContractError", "number_out_of_range"), full
+            assert "quote_quantity" in full[2] and "check the message's price and quantity" in full[2], full
+            continue
+        trade = normalize_binance_agg_trade(data, ingest_time=now, **kwargs)
+        assert trade.quote_quantity == Decimal(quote) and trade.quote_quantity.as_integer_ratio() == (
+            Decimal(quote).as_integer_ratio()
+        )
+        value = encode_binance_agg_trade(data, ingest_time=now, **kwargs).value
+        assert value == trade.to_json_bytes() and json.loads(value)["quote_quantity"] == format(
+            trade.quote_quantity, "f"
+        )
+        # normalize -> wire -> from_wire: the exact product survives, on the fast and the checked parse.
+        parsed = Trade.from_wire(value, now_ms=now_ms)
+        assert _snapshot(parsed) == _snapshot(Trade._from_wire_checked(value, now_ms=now_ms)) == _snapshot(trade)
+        alone = _fast_from_wire(Trade, value, now_ms)
+        assert alone is not None and _snapshot(alone) == _snapshot(trade)
+        values = wire_values(value, now_ms)
+        assert values is not None and _snapshot(trade_from_wire_values(values)) == _snapshot(trade)
+        # The same message with the product at 16 decimals (trailing zeros written out) is the same trade.
+        wire = {**json.loads(value), "quote_quantity": quote}
+        assert Trade.from_wire(wire, now_ms=now_ms).quote_quantity == trade.quote_quantity
+
+
+@pytest.mark.parametrize(("price", "quantity"), PRODUCT_CASES)
+def test_wire_products_at_the_limits_take_the_same_decision_on_every_path(price: str, quantity: str) -> None:
+    """A foreign producer's message whose quote_quantity is the exact product, its 28-digit rounding, or the
+    product with a 17th decimal: from_wire == the checked parse, and never an exception but a ContractError."""
+    now_ms = to_epoch_ms(NOWS[0])
+    unscaled, quote = _exact_quote(price, quantity)
+    rounded = format(Decimal(price) * Decimal(quantity), "f")  # what Python's default context makes of it
+    wire = {"schema_version": 1, "exchange": "binance", "market": "spot", "symbol": "BTCUSDT", "base_asset": "BTC",
+            "quote_asset": "USDT", "coin_id": None, "agg_trade_id": 7, "first_trade_id": 7, "last_trade_id": 8,
+            "price": price, "quantity": quantity, "quote_quantity": quote, "side": "sell", "is_buyer_maker": True,
+            "trade_time_ms": now_ms - 5, "event_time_ms": now_ms - 5, "ingest_time_ms": now_ms, "source": "ws"}  # fmt: skip
+    expected_reason = "number_out_of_range" if unscaled >= LIMIT * 10**16 else None
+    for quote_text, reason in (
+        (quote, expected_reason),
+        (quote + "0", expected_reason),  # 17 decimals, the last a zero: the same number
+        (quote + "1", expected_reason or "too_many_decimals"),
+        (rounded, expected_reason or (None if Decimal(rounded) == Decimal(quote) else "inconsistent_quote_quantity")),
+    ):
+        for payload in ({**wire, "quote_quantity": quote_text}, json.dumps({**wire, "quote_quantity": quote_text})):
+            full = _outcome(partial(Trade._from_wire_checked, payload, now_ms=now_ms))
+            assert _outcome(partial(Trade.from_wire, payload, now_ms=now_ms)) == full
+            if reason is None:
+                assert full[0] == "ok" and Trade.from_wire(payload, now_ms=now_ms).quote_quantity == Decimal(quote)
+            else:
+                assert full[:2] == ("ContractError", reason), (quote_text, full)
+            alone = _fast_from_wire(Trade, payload, now_ms)
+            if alone is not None:
+                assert ("ok", _snapshot(alone)) == full

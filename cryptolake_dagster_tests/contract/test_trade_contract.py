@@ -166,13 +166,15 @@ def _exact_product(price: str, quantity: str) -> Decimal:
         ("9999999999.99999999", "9999999999.99999999"),  # just below 10^20
         ("0.00000001", "99999999999999999999.99999999"),  # a price at the scale, the largest quantity
         ("67890.12345678", "0.00012345"),
+        ("99999999.99999999", "999999999999.99999999"),  # the largest on the fast paths: 36 digits
     ],
 )
 def test_quote_quantity_is_exact_on_every_path(price: str, quantity: str) -> None:
     expected = _exact_product(price, quantity)
     data = {**GOOD, "p": price, "q": quantity}
     kwargs = {"market": "spot", "source": "ws", "coin_ids": DEFAULT_COIN_IDS, "ingest_time": NOW}
-    # The first call learns the symbol (checked path); the second takes the fast path.
+    # The first call learns the symbol (checked path); the second takes the fast path if price < 10^8 and
+    # quantity < 10^12 (test_fast_paths_differential checks which path decides).
     for _ in range(2):
         trade = normalize_binance_agg_trade(data, **kwargs)
         assert trade.quote_quantity == expected, (trade.quote_quantity, expected)
@@ -213,3 +215,32 @@ def test_a_rounded_quote_quantity_is_inconsistent_on_the_wire() -> None:
         with pytest.raises(ContractError) as error:
             parse(json.dumps(wire), now_ms=to_epoch_ms(NOW))
         assert error.value.reason == "inconsistent_quote_quantity"
+
+
+def test_a_long_quote_quantity_with_a_17th_decimal_is_a_contract_error_not_a_crash() -> None:
+    # 36 digits at 16 decimals, then a 17th: quantize() in Python's 28-digit context raised InvalidOperation,
+    # which no caller catches (the Bronze writer's batch failed).
+    trade = normalize_binance_agg_trade(
+        {**GOOD, "p": "99999999.99999999", "q": "999999999999.99999999"},
+        market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=NOW,
+    )  # fmt: skip
+    wire = trade.to_wire()
+    assert wire["quote_quantity"] == "99999999999999989999.0000000000000001"
+    for parse in (Trade.from_wire, Trade._from_wire_checked):
+        same = parse(json.dumps({**wire, "quote_quantity": wire["quote_quantity"] + "00"}), now_ms=to_epoch_ms(NOW))
+        assert same == trade
+        with pytest.raises(ContractError) as error:
+            parse(json.dumps({**wire, "quote_quantity": wire["quote_quantity"] + "1"}), now_ms=to_epoch_ms(NOW))
+        assert error.value.reason == "too_many_decimals"
+
+
+def test_a_consistent_quote_quantity_of_10_pow_20_is_out_of_range_on_the_wire() -> None:
+    wire = normalize_binance_agg_trade(
+        GOOD, market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=NOW
+    ).to_wire()
+    wire.update(price="10000000000", quantity="10000000000", quote_quantity="100000000000000000000.0000000000000000")
+    for parse in (Trade.from_wire, Trade._from_wire_checked):
+        with pytest.raises(ContractError) as error:
+            parse(json.dumps(wire), now_ms=to_epoch_ms(NOW))
+        assert error.value.reason == "number_out_of_range"
+        assert error.value.detail.startswith("quote_quantity=") and "must be below 10^20" in error.value.detail

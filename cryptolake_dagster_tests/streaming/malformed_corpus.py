@@ -205,6 +205,21 @@ KAFKA_CORPUS: list[Malformed] = [
     kafka("wire_exponent_price", wire(price="1.234E-1"), "invalid_decimal"),
     kafka("wire_too_many_decimals", wire(price="0.123400001"), "too_many_decimals"),
     kafka("wire_quote_quantity_mismatch", wire(quote_quantity="12.35"), "inconsistent_quote_quantity"),
+    kafka(
+        "wire_quote_quantity_of_10_pow_20",
+        wire(price="10000000000", quantity="10000000000", quote_quantity="100000000000000000000"),
+        "number_out_of_range",
+    ),
+    # 36 digits with a 17th decimal: quantize() in Python's 28-digit context raised out of the Bronze writer's batch
+    kafka(
+        "wire_quote_quantity_of_36_digits_and_17_decimals",
+        wire(
+            price="99999999.99999999",
+            quantity="999999999999.99999999",
+            quote_quantity="99999999999999989999.00000000000000011",
+        ),
+        "too_many_decimals",
+    ),
     kafka("wire_side_contradicts_maker_flag", wire(side="sell"), "inconsistent_side"),
     kafka("wire_first_id_after_last_id", wire(first_trade_id=12_000_003), "invalid_trade_id_range"),
     # absurd timestamps

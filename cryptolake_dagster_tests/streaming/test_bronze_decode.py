@@ -84,16 +84,18 @@ def field_variants(wire: dict) -> list[bytes]:
         for text in decimals:
             out.append(dumps({**wire, name: text}))
     out.append(dumps({**wire, "quote_quantity": wire["quote_quantity"] + "1"}))  # product not exact
-    # Products beyond 28 significant digits: the contract multiplies with a 28-digit context.
+    # Products beyond 28 significant digits (Python's default context would round them), up to the 36 digits of
+    # the largest product the producer's fast paths take; with a 17th decimal, zero or not.
     for price, quantity in [("12345678901234.12345678", "98765432.12345678"), ("99999999999.99999999", "1.99999999"),
                             ("12345678901.12345678", "98765432.12345679"), ("1234567890.1234567", "9876543.2123456"),
-                            ("1.5", "2"), ("0.00000003", "0.00000007"), ("7", "0.00000001")]:  # fmt: skip
+                            ("99999999.99999999", "999999999999.99999999"), ("1.5", "2"), ("0.00000003", "0.00000007"),
+                            ("7", "0.00000001")]:  # fmt: skip
         from decimal import Decimal, localcontext
 
         with localcontext() as ctx:
             ctx.prec = 80
             exact = format(Decimal(price) * Decimal(quantity), "f")
-        for quote in {exact, exact.rstrip("0").rstrip(".")}:
+        for quote in {exact, exact.rstrip("0").rstrip("."), exact + "0", exact + "1"}:
             out.append(dumps({**wire, "price": price, "quantity": quantity, "quote_quantity": quote}))
     day = 24 * 3600 * 1000
     for name in ("trade_time_ms", "event_time_ms", "ingest_time_ms"):
@@ -244,3 +246,15 @@ def test_quote_quantities_beyond_28_digits_are_exact_on_both_routes() -> None:
     assert [r["reason"] for r in decode_batch([Record(dumps(rounded), None, 0)], now=NOW).rejected] == [
         "inconsistent_quote_quantity"
     ]
+
+
+def test_a_36_digit_quote_quantity_with_a_17th_decimal_is_rejected_not_a_failed_batch() -> None:
+    # quantize() in Python's 28-digit context raised InvalidOperation out of decode_batch for these.
+    wire = {**valid_wires(1, seed=4)[0], "price": "99999999.99999999", "quantity": "999999999999.99999999"}
+    exact = "99999999999999989999.0000000000000001"
+    messages = [{**wire, "quote_quantity": quote} for quote in (exact, exact + "0", exact + "1")]
+    records = [Record(dumps(m), m["symbol"].encode(), i) for i, m in enumerate(messages)]
+    assert assert_same_decoding(records) == 1  # the canonical one; the 17-decimal ones take the contract path
+    decoded = decode_batch(records, now=NOW)
+    assert [(r["reason"], r["kafka_offset"]) for r in decoded.rejected] == [("too_many_decimals", 2)]
+    assert decoded.trades_table(NOW).column("quote_quantity").to_pylist() == [Decimal(exact)] * 2
