@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "run":
-        from cryptolake.runtime.supervisor import run_platform
+        from cryptolake_platform.supervisor import run_platform
 
         return run_platform(settings, live=args.live, commit_interval_s=args.commit_interval)
     if args.command == "backfill":
@@ -82,8 +82,9 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # our own Definitions' use of beta parameters
+    from cryptolake_dagster.instance import prepare_dagster_home
+
     from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
-    from cryptolake.runtime.dagster_home import prepare_dagster_home
     from cryptolake_dagster.backfill import BackfillError, run_backfill
     from cryptolake_dagster.definitions import defs
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from cryptolake.cli import build_parser
+from cryptolake_platform.cli import build_parser
 from cryptolake.lakehouse.catalog import catalog_kind, pyiceberg_properties
 from cryptolake.lakehouse.spark import ICEBERG_JAR, spark_conf
 from cryptolake.settings import REPO_ROOT, Settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ from pyiceberg.table import Table as IcebergTable
 from pyiceberg.types import TimestampType
 
 from cryptolake.tables import GOLD_OHLCV_1H, SILVER_OHLCV_1M
+from cryptolake.utc import as_utc
 
 Interval = Literal["1m", "1h"]
 
@@ -56,7 +57,7 @@ def load_table(catalog: Catalog, identifier: str) -> IcebergTable:
 
 def _time_literal(table: IcebergTable, column: str, moment: datetime) -> str:
     """ISO-8601 literal for a filter on ``column``: with ``+00:00`` for timestamptz, naive UTC for timestamp."""
-    utc = moment.astimezone(UTC)
+    utc = as_utc(moment)
     if isinstance(table.schema().find_field(column).field_type, TimestampType):
         return utc.replace(tzinfo=None).isoformat(timespec="microseconds")
     return utc.isoformat(timespec="microseconds")
@@ -91,7 +92,7 @@ def read_bars(
     rows = arrow.to_pylist()
     for row in rows:
         moment = row.pop(source.time_column)
-        row["time"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        row["time"] = as_utc(moment)
     return rows
 
 

@@ -3,12 +3,13 @@ ISO-8601 UTC (``Z``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, WithJsonSchema
 
+from cryptolake.utc import as_utc
 from serving.api.lake import Interval
 
 
@@ -17,16 +18,12 @@ def _plain(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 ExactDecimal = Annotated[
     Decimal,
     PlainSerializer(_plain, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "decimal", "examples": ["64123.45000000"]}, mode="serialization"),
 ]
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 Market = Literal["spot", "usdm_futures"]
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
+from cryptolake.utc import as_utc
 from serving.api.deps import CatalogDep
 from serving.api.lake import BAR_SOURCES, Interval, read_bars
 from serving.api.schemas import BarPublic, BarsPublic, Market
@@ -18,16 +19,10 @@ MAX_LIMIT: Final = 100_000
 router = APIRouter(prefix="/bars", tags=["bars"])
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """Aware UTC datetime; a value without a timezone is taken as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """Fill in the defaults (the 24 hours ending now) and reject empty or inverted ranges with a 422."""
-    start, end = _utc(start), _utc(end)
+    start = as_utc(start) if start is not None else None
+    end = as_utc(end) if end is not None else None
     end = end or now
     start = start or end - DEFAULT_WINDOW
     if start >= end:

@@ -1,1 +1,0 @@
-"""Running the platform: the process supervisor behind ``cryptolake run``."""
