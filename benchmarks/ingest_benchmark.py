@@ -143,8 +143,8 @@ def machine_notes() -> dict[str, Any]:
 
 def agg_trade_data(count: int, seed: int) -> Iterator[list[dict[str, Any]]]:
     """Chunks of Binance spot aggTrade ``data`` objects (what a combined-stream frame carries), current times."""
-    from streaming.simulator.market import SyntheticMarket
-    from streaming.simulator.protocol import aggtrade_event
+    from simulators.binance.market import SyntheticMarket
+    from simulators.binance.protocol import aggtrade_event
 
     market = SyntheticMarket(SYMBOLS, seed=seed)
     made = 0
@@ -320,7 +320,7 @@ def bench_producer(settings: Any, bootstrap: str, count: int) -> dict[str, Any]:
 
 def start_simulator(harness: Harness, port: int, rate: float, max_trades: int | None, seed: int) -> str:
     argv = [
-        sys.executable, "-m", "streaming.simulator", "--port", str(port), "--symbols", ",".join(SYMBOLS),
+        sys.executable, "-m", "simulators.binance", "--port", str(port), "--symbols", ",".join(SYMBOLS),
         "--rate", str(rate), "--seed", str(seed), "--ping-interval", "0",
     ]  # fmt: skip
     if max_trades is not None:

@@ -7,6 +7,7 @@
 
 Layers, bottom to top: ``cryptolake`` (the core) <- ``streaming``, ``serving``, ``cryptolake_dagster`` (siblings that
 know only the core) <- ``cryptolake_platform`` (the ``cryptolake`` command and the supervisor, above all of them).
+``simulators`` (local stand-ins for Binance, CoinGecko and Fear & Greed) import none of our packages.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ REPO = Path(__file__).resolve().parents[1]
 ORCHESTRATION = ("dagster", "dagster_dbt", "dagster_pyspark", "dagster_aws", "dagster_pipes", "dagster_webserver")
 DBT = ("dbt",)
 WEB = ("fastapi", "starlette", "uvicorn", "streamlit")
-OUR_PACKAGES = {"cryptolake", "streaming", "serving", "cryptolake_dagster", "cryptolake_platform"}
+OUR_PACKAGES = {"cryptolake", "simulators", "streaming", "serving", "cryptolake_dagster", "cryptolake_platform"}
 
 #: package (or subpackage) -> modules it must never import (a name forbids the module and everything below it).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "cryptolake": (*ORCHESTRATION, *DBT, *WEB, "soda", "streaming", "serving", "cryptolake_dagster",
+    "cryptolake": (*ORCHESTRATION, *DBT, *WEB, "soda", "streaming", "serving", "simulators", "cryptolake_dagster",
                    "cryptolake_platform"),
-    "streaming": (*ORCHESTRATION, *DBT, *WEB, "soda", "serving", "cryptolake_dagster", "cryptolake_platform"),
-    "serving": (*ORCHESTRATION, *DBT, "soda", "streaming", "cryptolake_dagster", "cryptolake_platform"),
+    "streaming": (*ORCHESTRATION, *DBT, *WEB, "soda", "serving", "simulators", "cryptolake_dagster",
+                  "cryptolake_platform"),
+    "serving": (*ORCHESTRATION, *DBT, "soda", "streaming", "simulators", "cryptolake_dagster", "cryptolake_platform"),
     # the dashboard reads the lake only through the API
     "serving.dashboard": ("serving.api", "pyiceberg", "pyspark", "fastapi"),
-    "cryptolake_dagster": (*WEB, "streaming", "serving", "cryptolake_platform"),
+    "cryptolake_dagster": (*WEB, "streaming", "serving", "simulators", "cryptolake_platform"),
+    # stand-ins for the outside world share no code with what they stand in front of
+    "simulators": (*ORCHESTRATION, *DBT, *WEB, "soda", *sorted(OUR_PACKAGES - {"simulators"})),
 }  # fmt: skip
 
 

@@ -72,7 +72,7 @@ class Supervisor:
             services.append(
                 Service(
                     "simulator",
-                    [py, "-m", "streaming.simulator", "--port", str(s.simulator_port), "--mode", "synthetic",
+                    [py, "-m", "simulators.binance", "--port", str(s.simulator_port), "--mode", "synthetic",
                      "--symbols", ",".join(s.symbols), "--rate", str(s.simulator_rate),
                      "--seed", str(s.simulator_seed if s.simulator_seed is not None else int(time.time()))],
                     port=s.simulator_port,
@@ -82,7 +82,7 @@ class Supervisor:
             services.append(
                 Service(
                     "batch-sources",
-                    [py, "-m", "streaming.simulator.batch_sources", "--port", str(s.batch_sources_port)],
+                    [py, "-m", "simulators.batch_apis", "--port", str(s.batch_sources_port)],
                     port=s.batch_sources_port,
                 )
             )

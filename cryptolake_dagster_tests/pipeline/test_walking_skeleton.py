@@ -25,7 +25,7 @@ from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.settings import REPO_ROOT
 from cryptolake.tables import BRONZE_TRADES
 from cryptolake_dagster_tests.pipeline.trade_fixtures import expected_bars, generate_trades, write_recording
-from streaming.simulator import run_in_thread
+from simulators.binance import run_in_thread
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
 START = DAY + timedelta(hours=10)

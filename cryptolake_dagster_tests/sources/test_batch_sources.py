@@ -1,5 +1,5 @@
 """Batch sources end to end with real parts: real HTTP to local servers speaking the documented payload shapes
-(``streaming.simulator.batch_sources`` for CoinGecko / Fear & Greed, the exchange simulator for Binance klines),
+(``simulators.batch_apis`` for CoinGecko / Fear & Greed, the exchange simulator for Binance klines),
 Dagster assets materialized per partition, Spark and Iceberg in the shared test lakehouse.
 """
 
@@ -39,9 +39,9 @@ from cryptolake_dagster.defs.sources.http_client import JsonHttpClient, SourceHT
 from cryptolake_dagster.defs.sources.resources import BinanceKlinesResource, CoinGeckoResource, FearGreedResource
 from cryptolake_dagster.defs.sources.silver import silver_daily_prices, silver_fear_greed
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
-from streaming.simulator import AggTrade, build_klines, kline_row
-from streaming.simulator import run_in_thread as run_exchange_simulator
-from streaming.simulator.batch_sources import BatchSourcesHandle, fear_greed_class, run_in_thread
+from simulators.binance import AggTrade, build_klines, kline_row
+from simulators.binance import run_in_thread as run_exchange_simulator
+from simulators.batch_apis import BatchSourcesHandle, fear_greed_class, run_in_thread
 
 DAY = date(2024, 3, 1)
 COINS = ["bitcoin", "dogecoin"]

@@ -19,8 +19,8 @@ import pytest
 
 from cryptolake.contract import normalize_binance_agg_trade
 from streaming.bronze_writer.batch import decode_batch
-from streaming.simulator.market import SyntheticMarket
-from streaming.simulator.protocol import aggtrade_event
+from simulators.binance.market import SyntheticMarket
+from simulators.binance.protocol import aggtrade_event
 
 # Symbols of no other streaming test: test_bronze_pipeline writes these to the shared bronze.trades, and
 # test_exactly_once compares every Bronze row of its own symbols with the simulator's ids.

@@ -25,7 +25,7 @@ from cryptolake_dagster_tests.streaming.ingest_helpers import (
     wait_until,
     writer_status,
 )
-from streaming.simulator import Faults, run_in_thread
+from simulators.binance import Faults, run_in_thread
 
 FAULT_SYMBOLS = ["ADAUSDT", "DOGEUSDT", "LTCUSDT", "DOTUSDT", "LINKUSDT"]
 KILL_SYMBOLS = ["AVAXUSDT", "ATOMUSDT", "NEARUSDT", "TRXUSDT", "UNIUSDT"]

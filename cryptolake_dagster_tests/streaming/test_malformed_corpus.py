@@ -34,7 +34,7 @@ from cryptolake_dagster_tests.streaming.ingest_helpers import (
 )
 from cryptolake_dagster_tests.streaming.malformed_corpus import CORPUS_SYMBOL, KAFKA_CORPUS, WS_CORPUS, Malformed
 from streaming.bronze_writer.batch import MAX_REJECTED_RAW
-from streaming.simulator import run_in_thread
+from simulators.binance import run_in_thread
 from streaming.sinks.kafka_producer import MAX_DLQ_RAW_BYTES
 
 SYMBOLS = [CORPUS_SYMBOL, "ICPUSDT", "FILUSDT"]  # used by no other test: Bronze rows of these are this test's

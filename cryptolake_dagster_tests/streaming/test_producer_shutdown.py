@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from cryptolake.broker import consumer_config
 from cryptolake.tables import TRADES_TOPIC
 from cryptolake_dagster_tests.streaming.ingest_helpers import cli_env, start_producer, stop, wait_until
-from streaming.simulator import Faults, run_in_thread
+from simulators.binance import Faults, run_in_thread
 
 SYMBOLS = ["APTUSDT", "ARBUSDT"]  # no other test uses them: the topic is shared
 TOTAL = 3_000

@@ -23,7 +23,7 @@ from cryptolake_dagster.defs.sources.clients import (
 from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
 
 BINANCE_LIVE_REST_URLS = {"spot": "https://api.binance.com", "usdm_futures": "https://fapi.binance.com"}
-#: Port of ``python -m streaming.simulator.batch_sources`` in the local profile (until a setting exists).
+#: Port of ``python -m simulators.batch_apis`` in the local profile (until a setting exists).
 
 
 class _HttpSettings(dg.ConfigurableResource):
@@ -117,7 +117,7 @@ def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResou
     """Resource instances of the batch sources for the current settings.
 
     Without a URL: the live APIs when ``settings.live``, else the local server
-    ``streaming.simulator.batch_sources`` (CoinGecko, Fear & Greed) and the local exchange simulator (klines).
+    ``simulators.batch_apis`` (CoinGecko, Fear & Greed) and the local exchange simulator (klines).
     """
     local = f"http://127.0.0.1:{settings.batch_sources_port}"
     live = settings.live

@@ -21,7 +21,7 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from streaming.simulator import Faults, SimulatorHandle, SimulatorServer, SyntheticMarket, run_in_thread
+from simulators.binance import Faults, SimulatorHandle, SimulatorServer, SyntheticMarket, run_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = (REPO_ROOT / ".." / "shared" / "samples").resolve()
@@ -414,7 +414,7 @@ def test_async_server_context_manager_and_max_trades() -> None:
 
 def test_cli_help_and_ready_line() -> None:
     help_out = subprocess.run(
-        [sys.executable, "-m", "streaming.simulator", "--help"],
+        [sys.executable, "-m", "simulators.binance", "--help"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -424,7 +424,7 @@ def test_cli_help_and_ready_line() -> None:
     for flag in ("--market", "--mode", "--replay-file", "--rate", "--seed", "--skip-prob", "--malformed-kinds"):
         assert flag in help_out
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streaming.simulator", "--port", "0", "--rate", "50", "--progress-interval", "0"],
+        [sys.executable, "-m", "simulators.binance", "--port", "0", "--rate", "50", "--progress-interval", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

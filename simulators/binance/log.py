@@ -11,7 +11,7 @@ try:  # pragma: no cover - exercised implicitly depending on the environment
 except ImportError:  # pragma: no cover
     structlog = None  # type: ignore[assignment]
 
-LOGGER_NAME = "streaming.simulator"
+LOGGER_NAME = "simulators.binance"
 
 
 class _StdlibLogger:

@@ -1,4 +1,4 @@
-"""CLI: ``python -m streaming.simulator`` runs a Binance-like exchange simulator until SIGTERM/SIGINT."""
+"""CLI: ``python -m simulators.binance`` runs a Binance-like exchange simulator until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ endpoints (one port):
              /health  (JSON counters, including injected faults)
 
 examples:
-  python -m streaming.simulator --port 9443 --symbols BTCUSDT,ETHUSDT --rate 50
-  python -m streaming.simulator --market usdm_futures --port 9444 --skip-prob 0.01 --drop-every 5000
-  python -m streaming.simulator --mode replay --replay-file session.ndjson --speed 10
+  python -m simulators.binance --port 9443 --symbols BTCUSDT,ETHUSDT --rate 50
+  python -m simulators.binance --market usdm_futures --port 9444 --skip-prob 0.01 --drop-every 5000
+  python -m simulators.binance --mode replay --replay-file session.ndjson --speed 10
 
 The ready line "simulator ready ws://HOST:PORT rest http://HOST:PORT" is printed to stdout once listening;
 logs and progress go to stderr.
@@ -41,7 +41,7 @@ def _start_price(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m streaming.simulator",
+        prog="python -m simulators.binance",
         description="Local exchange simulator speaking Binance's WebSocket stream and REST protocols "
         "(spot or USD-M futures) with synthetic or replayed trades and optional fault injection.",
         epilog=EPILOG,

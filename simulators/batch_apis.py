@@ -22,13 +22,13 @@ free-tier behaviour), then succeeds. The clock can be set (``set_now``) to repla
 
 Quick use::
 
-    from streaming.simulator.batch_sources import run_in_thread
+    from simulators.batch_apis import run_in_thread
 
     with run_in_thread(seed=7) as server:
         requests.get(f"{server.coingecko_url}/coins/bitcoin/market_chart/range", params={...})
         requests.get(f"{server.fear_greed_url}/fng/", params={"limit": 10})
 
-CLI: ``python -m streaming.simulator.batch_sources --port 9445``.
+CLI: ``python -m simulators.batch_apis --port 9445``.
 """
 
 from __future__ import annotations

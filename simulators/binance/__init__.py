@@ -2,7 +2,7 @@
 
 Quick use::
 
-    from streaming.simulator import run_in_thread, Faults
+    from simulators.binance import run_in_thread, Faults
 
     sim = run_in_thread(market="spot", symbols=("BTCUSDT", "ETHUSDT"), rate=50, seed=7,
                         faults=Faults(skip_prob=0.01, seed=1))
@@ -11,7 +11,7 @@ Quick use::
     finally:
         sim.stop()
 
-CLI: ``python -m streaming.simulator --help``.
+CLI: ``python -m simulators.binance --help``.
 """
 
 from .faults import MALFORMED_KINDS, FaultCounters, Faults
