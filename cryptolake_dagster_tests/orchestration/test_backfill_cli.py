@@ -16,9 +16,9 @@ from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.settings import Settings
 from cryptolake.tables import BRONZE_FEAR_GREED, SILVER_DAILY_PRICES
 from cryptolake_dagster.backfill import BACKFILL_TAG
+from simulators.batch_apis import run_in_thread as run_batch_sources
 from simulators.binance import AggTrade
 from simulators.binance import run_in_thread as run_exchange_simulator
-from simulators.batch_apis import run_in_thread as run_batch_sources
 
 DAYS = [date(2024, 4, 8), date(2024, 4, 9)]
 CLI = [str(Path(sys.executable).parent / "cryptolake"), "backfill"]

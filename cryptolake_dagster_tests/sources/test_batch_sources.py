@@ -23,25 +23,20 @@ from cryptolake.tables import (
     SILVER_FEAR_GREED,
     Table,
 )
+from cryptolake.utc import from_epoch_ms, to_epoch_ms
 from cryptolake_dagster.defs.sources.assets import (
     bronze_binance_klines,
     bronze_coingecko_market_chart,
     bronze_fear_greed,
 )
-from cryptolake_dagster.defs.sources.clients import (
-    CoinGeckoClient,
-    FearGreedClient,
-    from_epoch_ms,
-    parse_kline,
-    to_epoch_ms,
-)
+from cryptolake_dagster.defs.sources.clients import CoinGeckoClient, FearGreedClient, parse_kline
 from cryptolake_dagster.defs.sources.http_client import JsonHttpClient, SourceHTTPError, parse_retry_after
 from cryptolake_dagster.defs.sources.resources import BinanceKlinesResource, CoinGeckoResource, FearGreedResource
 from cryptolake_dagster.defs.sources.silver import silver_daily_prices, silver_fear_greed
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
+from simulators.batch_apis import BatchSourcesHandle, fear_greed_class, run_in_thread
 from simulators.binance import AggTrade, build_klines, kline_row
 from simulators.binance import run_in_thread as run_exchange_simulator
-from simulators.batch_apis import BatchSourcesHandle, fear_greed_class, run_in_thread
 
 DAY = date(2024, 3, 1)
 COINS = ["bitcoin", "dogecoin"]

@@ -7,7 +7,9 @@ from datetime import date, timedelta
 from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table as IcebergTable
 
-_EPOCH = date(1970, 1, 1)
+from cryptolake.utc import EPOCH
+
+_EPOCH_DAY = EPOCH.date()
 
 
 def days_added_since(table: IcebergTable, since_snapshot_id: int | None) -> set[date]:
@@ -25,13 +27,13 @@ def days_added_since(table: IcebergTable, since_snapshot_id: int | None) -> set[
                 continue
             for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
                 if entry.status == ManifestEntryStatus.ADDED and entry.data_file.partition[0] is not None:
-                    days.add(_EPOCH + timedelta(days=int(entry.data_file.partition[0])))
+                    days.add(_EPOCH_DAY + timedelta(days=int(entry.data_file.partition[0])))
         parent = snapshot.parent_snapshot_id
         snapshot = table.snapshot_by_id(parent) if parent is not None else None
     if snapshot is None and since_snapshot_id is not None:
         # The cursor's snapshot left the lineage (expired / rolled back): rebuild every day with data.
         days |= {
-            _EPOCH + timedelta(days=int(row["partition"]["trade_time_day"]))
+            _EPOCH_DAY + timedelta(days=int(row["partition"]["trade_time_day"]))
             for row in table.inspect.partitions().to_pylist()
             if row["partition"]["trade_time_day"] is not None
         }

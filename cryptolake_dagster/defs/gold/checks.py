@@ -3,6 +3,7 @@
 import dagster as dg
 
 from cryptolake.tables import GOLD_OHLCV_1H, SILVER_OHLCV_1M, SILVER_TRADES
+from cryptolake.utc import sql_timestamp
 from cryptolake_dagster.asset_keys import GOLD_OHLCV_1H_KEY, SILVER_OHLCV_1M_KEY, SILVER_TRADES_KEY
 from cryptolake_dagster.quality.soda_scan import SODA_DIR, SodaOutcome, run_soda_scan
 from cryptolake_dagster.resources import LakehouseSparkResource
@@ -22,7 +23,7 @@ def _result(outcome: SodaOutcome) -> dg.AssetCheckResult:
 def _partition_filter(context: dg.AssetCheckExecutionContext, column: str) -> str:
     # Checks run inside the partitioned run that materialized the asset; use its partition window.
     start, end = context.op_execution_context.partition_time_window
-    return f"{column} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' AND {column} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+    return f"{column} >= {sql_timestamp(start)} AND {column} < {sql_timestamp(end)}"
 
 
 @dg.asset_check(asset=GOLD_OHLCV_1H_KEY, blocking=True, description="Soda scan of gold/fct_ohlcv_1h.yml")

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-from pyiceberg.table.snapshots import Snapshot
 from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
+from cryptolake.lakehouse.writes import merge_window, overwrite_window
 from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES, SILVER_TRADES_QUARANTINE, Table
 from cryptolake_dagster.asset_keys import BRONZE_TRADES_KEY, SILVER_TRADES_KEY, SILVER_TRADES_QUARANTINE_KEY
 from cryptolake_dagster.defs.silver.ohlcv_sql import BAR_KEY, BAR_VALUES, bars_query
@@ -37,25 +37,11 @@ from cryptolake_dagster.defs.silver.trades_sql import (
     sorted_silver_query,
     window_condition,
 )
-from cryptolake_dagster.defs.sources.lake import RUN_ID_PROPERTY, merge_window, overwrite_window
 from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs, daily_table_spec_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
+from cryptolake_dagster.run_snapshots import run_snapshot, run_snapshot_properties, snapshot_id
 
 SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=30))
-
-
-def _run_snapshot(catalog: Catalog, table: Table, run_id: str) -> Snapshot | None:
-    """The newest snapshot of ``table`` committed by Dagster run ``run_id`` (snapshot property), if any."""
-    snapshots = catalog.load_table(table.identifier).snapshots()
-    for snapshot in sorted(snapshots, key=lambda s: s.sequence_number or 0, reverse=True):
-        if snapshot.summary is not None and snapshot.summary[RUN_ID_PROPERTY] == run_id:
-            return snapshot
-    return None
-
-
-def _current_snapshot_id(catalog: Catalog, table: Table) -> str:
-    snapshot = catalog.load_table(table.identifier).current_snapshot()
-    return str(snapshot.snapshot_id) if snapshot else "none"
 
 
 def _has_rows_in_window(catalog: Catalog, table: Table, start: datetime, end: datetime) -> bool:
@@ -114,7 +100,11 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             else sorted_silver_query("silver_trades_checked_observed")
         )
         overwrite_window(
-            spark, SILVER_TRADES, spark.sql(silver), window_condition("trade_time", start, end), context.run.run_id
+            spark,
+            SILVER_TRADES,
+            spark.sql(silver),
+            window_condition("trade_time", start, end),
+            run_snapshot_properties(context.run.run_id),
         )
         counts = bronze_stats.get  # waits for the overwrite's metrics; empty if Spark reported none
         if "bronze_rows" not in counts:
@@ -146,7 +136,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
         )
         reasons = {row["reason"]: int(row["rows"]) for row in counts.collect()}
 
-    snapshot = _run_snapshot(catalog, SILVER_TRADES, context.run.run_id)
+    snapshot = run_snapshot(catalog.load_table(SILVER_TRADES.identifier), context.run.run_id)
     rows = int(snapshot.summary["added-records"] or 0) if snapshot and snapshot.summary else 0
     duplicates = bronze_rows - quarantined - rows
     context.log.info(f"{rows} Silver trades ({duplicates} duplicates collapsed), {quarantined} quarantined")
@@ -167,7 +157,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             "rows": dg.MetadataValue.int(quarantined),
             "reasons": dg.MetadataValue.json(reasons),
             "future_tolerance_s": dg.MetadataValue.int(int(FUTURE_TOLERANCE.total_seconds())),
-            "iceberg_snapshot_id": dg.MetadataValue.text(_current_snapshot_id(catalog, SILVER_TRADES_QUARANTINE)),
+            "iceberg_snapshot_id": dg.MetadataValue.text(snapshot_id(catalog, SILVER_TRADES_QUARANTINE)),
         },
     )
 
@@ -195,11 +185,10 @@ def silver_ohlcv_1m(
         touch="built_at",
     )
     bars.unpersist()
-    snapshot = iceberg.catalog().load_table(SILVER_OHLCV_1M.identifier).current_snapshot()
     return dg.MaterializeResult(
         metadata={
             "bars": dg.MetadataValue.int(bar_count),
             "symbols": dg.MetadataValue.int(symbols),
-            "iceberg_snapshot_id": dg.MetadataValue.text(str(snapshot.snapshot_id) if snapshot else "none"),
+            "iceberg_snapshot_id": dg.MetadataValue.text(snapshot_id(iceberg.catalog(), SILVER_OHLCV_1M)),
         }
     )

@@ -1,12 +1,12 @@
-"""The Spark SQL that turns Bronze trades into 1-minute OHLCV bars — the one definition of a bar.
+"""The Spark SQL that turns Silver trades into 1-minute OHLCV bars — the one definition of a bar.
 
 * Bars read ``silver.trades`` (see ``trades_sql``): Bronze trades already deduplicated on the natural key
   (exchange, market, symbol, agg_trade_id) — producer retries, gap repair and replays collapse there — and cleaned.
 * open/close are the prices of the lowest/highest aggregate id in the minute (ids order trades exactly;
   timestamps can tie).
 * vwap = quote_volume / volume, rounded half-up to 8 decimals (Spark decimal division).
-* The asset MERGEs the bars with ``lake.merge_window`` (the one MERGE builder of the Silver and batch-source
-  assets): it only rewrites bars whose values (``BAR_VALUES``) changed, setting ``built_at`` then, inserts new
+* The asset MERGEs the bars with ``cryptolake.lakehouse.writes.merge_window`` (the one MERGE builder of the
+  Silver and batch-source assets): it only rewrites bars whose values (``BAR_VALUES``) changed, setting ``built_at`` then, inserts new
   minutes and deletes minutes of the window that no longer have trades — so re-running a day converges and an
   unchanged re-run changes nothing.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cryptolake.tables import SILVER_TRADES
+from cryptolake.utc import sql_timestamp
 
 BAR_KEY = ("exchange", "market", "symbol", "minute")
 BAR_VALUES = (
@@ -24,16 +25,12 @@ BAR_VALUES = (
 )  # fmt: skip
 
 
-def _ts(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment.strftime('%Y-%m-%d %H:%M:%S')}'"
-
-
 def bars_query(start: datetime, end: datetime) -> str:
     """SELECT of the bars for the Silver trades with trade_time in [start, end) (UTC)."""
     return f"""
     WITH window_trades AS (
         SELECT * FROM {SILVER_TRADES.identifier}
-        WHERE trade_time >= {_ts(start)} AND trade_time < {_ts(end)}
+        WHERE trade_time >= {sql_timestamp(start)} AND trade_time < {sql_timestamp(end)}
     )
     SELECT
         exchange, market, symbol,

@@ -28,6 +28,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cryptolake.tables import BRONZE_TRADES, SILVER_TRADES, SILVER_TRADES_QUARANTINE
+from cryptolake.utc import sql_timestamp
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 NATURAL_KEY = ("exchange", "market", "symbol", "agg_trade_id")
@@ -51,11 +52,6 @@ QUARANTINE_COLUMNS = tuple(
     column.name for column in SILVER_TRADES_QUARANTINE.schema.columns if column.name != "quarantined_at"
 )
 _CARRIED = tuple(name for name in SILVER_COLUMNS if name != "bronze_copies")  # Bronze columns kept in Silver
-
-
-def sql_timestamp(moment: datetime) -> str:
-    """A Spark TIMESTAMP literal (session time zone UTC) with microseconds."""
-    return f"TIMESTAMP '{moment.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def window_condition(column: str, start: datetime, end: datetime) -> str:

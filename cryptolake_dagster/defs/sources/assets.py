@@ -8,24 +8,19 @@
   Spark ``overwrite(open_time in window)``. Days before the resource's ``start_date`` are skipped.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
 
+from cryptolake.lakehouse.writes import merge_window, overwrite_window, rows_frame
 from cryptolake.tables import BRONZE_BINANCE_KLINES, BRONZE_COINGECKO_MARKET_CHART, BRONZE_FEAR_GREED
+from cryptolake.utc import as_utc, sql_date, sql_timestamp, start_of_day
 from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.clients import days_in
-from cryptolake_dagster.defs.sources.lake import (
-    merge_window,
-    overwrite_window,
-    rows_frame,
-    snapshot_id,
-    sql_date,
-    sql_timestamp,
-)
 from cryptolake_dagster.defs.sources.resources import BinanceKlinesResource, CoinGeckoResource, FearGreedResource
 from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
+from cryptolake_dagster.run_snapshots import run_snapshot_properties, snapshot_id
 
 BRONZE_COINGECKO_MARKET_CHART_KEY = table_key(BRONZE_COINGECKO_MARKET_CHART)
 BRONZE_FEAR_GREED_KEY = table_key(BRONZE_FEAR_GREED)
@@ -93,7 +88,9 @@ def bronze_coingecko_market_chart(
     spark = pyspark.spark_session
     frame = rows_frame(spark, BRONZE_COINGECKO_MARKET_CHART, rows)
     condition = f"day >= {sql_date(days[0])} AND day <= {sql_date(days[-1])}"
-    overwrite_window(spark, BRONZE_COINGECKO_MARKET_CHART, frame, condition, context.run.run_id)
+    overwrite_window(
+        spark, BRONZE_COINGECKO_MARKET_CHART, frame, condition, run_snapshot_properties(context.run.run_id)
+    )
     context.log.info(f"replaced {len(days)} day(s) of {BRONZE_COINGECKO_MARKET_CHART.identifier}: {len(rows)} rows")
     return dg.MaterializeResult(
         metadata={
@@ -183,10 +180,10 @@ def bronze_binance_klines(
 ) -> dg.MaterializeResult:
     """Klines opening in the partition's UTC day(s) for every configured market, symbol and interval."""
     start, end = context.partition_time_window
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    start, end = as_utc(start), as_utc(end)
     first_day = binance_klines.first_day()
     if first_day is not None:
-        start = max(start, datetime.combine(first_day, datetime.min.time(), tzinfo=UTC))
+        start = max(start, start_of_day(first_day))
     if start >= end:
         context.log.info(f"partition is before klines start_date {first_day}: nothing fetched, table untouched")
         return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(0), "skipped": dg.MetadataValue.bool(True)})
@@ -224,7 +221,7 @@ def bronze_binance_klines(
     spark = pyspark.spark_session
     frame = rows_frame(spark, BRONZE_BINANCE_KLINES, rows)
     condition = f"open_time >= {sql_timestamp(start)} AND open_time < {sql_timestamp(end)}"
-    overwrite_window(spark, BRONZE_BINANCE_KLINES, frame, condition, context.run.run_id)
+    overwrite_window(spark, BRONZE_BINANCE_KLINES, frame, condition, run_snapshot_properties(context.run.run_id))
     per_interval = {
         interval: dg.MetadataValue.int(sum(r["interval"] == interval for r in rows))
         for interval in binance_klines.intervals

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from cryptolake.utc import as_utc, from_epoch_ms, start_of_day, to_epoch_ms
 from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
 
-COINGECKO_LIVE_URL = "https://api.coingecko.com/api/v3"
 COINGECKO_DEMO_KEY_HEADER = "x-cg-demo-api-key"
-FEAR_GREED_LIVE_URL = "https://api.alternative.me"
 BINANCE_KLINES_PATHS: Mapping[str, str] = {"spot": "/api/v3/klines", "usdm_futures": "/fapi/v1/klines"}
 BINANCE_KLINES_MAX_LIMIT: Mapping[str, int] = {"spot": 1000, "usdm_futures": 1500}
 
@@ -40,27 +39,15 @@ class SourcePayloadError(ValueError):
 
 def day_window(day: date) -> tuple[datetime, datetime]:
     """``[day 00:00, next day 00:00]`` in UTC."""
-    start = datetime.combine(day, time(0), tzinfo=UTC)
+    start = start_of_day(day)
     return start, start + timedelta(days=1)
 
 
 def days_in(start: datetime, end: datetime) -> list[date]:
     """UTC days of the half-open window [start, end) (a Dagster partition time window)."""
-    first = start.astimezone(UTC).date()
-    count = max(0, (end.astimezone(UTC).date() - first).days)
+    first = as_utc(start).date()
+    count = max(0, (as_utc(end).date() - first).days)
     return [first + timedelta(days=i) for i in range(count)]
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def from_epoch_ms(value: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=value)
-
-
-def to_epoch_ms(moment: datetime) -> int:
-    delta = moment.astimezone(UTC) - _EPOCH
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def dumps_exact(value: Any) -> str:

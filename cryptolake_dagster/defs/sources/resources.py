@@ -10,20 +10,16 @@ from typing import Any
 import dagster as dg
 
 from cryptolake.contract import ContractError, split_symbol
+from cryptolake.endpoints import BINANCE_LIVE_REST_URLS, COINGECKO_LIVE_URL, FEAR_GREED_LIVE_URL
 from cryptolake.settings import Settings
 from cryptolake_dagster.defs.sources.clients import (
     BINANCE_KLINES_PATHS,
     COINGECKO_DEMO_KEY_HEADER,
-    COINGECKO_LIVE_URL,
-    FEAR_GREED_LIVE_URL,
     BinanceKlinesClient,
     CoinGeckoClient,
     FearGreedClient,
 )
 from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
-
-BINANCE_LIVE_REST_URLS = {"spot": "https://api.binance.com", "usdm_futures": "https://fapi.binance.com"}
-#: Port of ``python -m simulators.batch_apis`` in the local profile (until a setting exists).
 
 
 class _HttpSettings(dg.ConfigurableResource):

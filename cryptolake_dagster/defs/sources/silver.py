@@ -21,18 +21,20 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from cryptolake.lakehouse.writes import merge_window
 from cryptolake.tables import (
     BRONZE_COINGECKO_MARKET_CHART,
     BRONZE_FEAR_GREED,
     SILVER_DAILY_PRICES,
     SILVER_FEAR_GREED,
 )
+from cryptolake.utc import sql_date
 from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.assets import BRONZE_COINGECKO_MARKET_CHART_KEY, BRONZE_FEAR_GREED_KEY
 from cryptolake_dagster.defs.sources.clients import days_in
-from cryptolake_dagster.defs.sources.lake import merge_window, snapshot_id, sql_date
 from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
+from cryptolake_dagster.run_snapshots import snapshot_id
 
 SILVER_DAILY_PRICES_KEY = table_key(SILVER_DAILY_PRICES)
 SILVER_FEAR_GREED_KEY = table_key(SILVER_FEAR_GREED)

@@ -1,37 +1,24 @@
-"""Spark write helpers of the Silver and batch-source assets: each run replaces its window in ONE Iceberg commit.
+"""Spark writes that replace a window of an Iceberg table in ONE commit, for every batch writer of the lakehouse.
 
-* Day-partitioned tables rebuilt whole: ``DataFrameWriterV2.overwrite(condition)`` — Iceberg deletes the files of
-  the window's partitions and adds the new ones in one ``overwrite`` snapshot (the condition must align with day
-  partitions).
-* Tables updated in place (small ones, silver.ohlcv_1m, silver.trades_quarantine): ``merge_window``, the one MERGE
-  builder — updates (only changed rows, with ``compare``) and inserts the window's rows and deletes the window's
-  rows the source no longer has (``WHEN NOT MATCHED BY SOURCE``).
+* Day-partitioned tables rebuilt whole: :func:`overwrite_window` — ``DataFrameWriterV2.overwrite(condition)``:
+  Iceberg deletes the files of the window's partitions and adds the new ones in one ``overwrite`` snapshot (the
+  condition must align with day partitions).
+* Tables updated in place: :func:`merge_window`, the one MERGE builder — updates (only changed rows, with
+  ``compare``) and inserts the window's rows and deletes the window's rows the source no longer has
+  (``WHEN NOT MATCHED BY SOURCE``).
 
-Snapshots written by a Dagster run carry the summary property ``dagster.run-id``.
+``snapshot_properties`` are written into the commit's snapshot summary (the orchestrator tags its runs that way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from pyiceberg.catalog import Catalog
 
 from cryptolake.tables import Table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-RUN_ID_PROPERTY = "dagster.run-id"
-
-
-def sql_date(day: date) -> str:
-    return f"DATE '{day.isoformat()}'"
-
-
-def sql_timestamp(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment.strftime('%Y-%m-%d %H:%M:%S')}'"
 
 
 def column_names(table: Table) -> list[str]:
@@ -46,14 +33,18 @@ def rows_frame(spark: SparkSession, table: Table, rows: Iterable[dict[str, Any]]
 
 
 def overwrite_window(
-    spark: SparkSession, table: Table, frame: DataFrame, condition: str, run_id: str | None = None
+    spark: SparkSession,
+    table: Table,
+    frame: DataFrame,
+    condition: str,
+    snapshot_properties: Mapping[str, str] | None = None,
 ) -> None:
     """Replace the rows matching ``condition`` (aligned with the table's day partitions) by ``frame``."""
     from pyspark.sql import functions as F
 
     writer = frame.writeTo(table.identifier)
-    if run_id:
-        writer = writer.option(f"snapshot-property.{RUN_ID_PROPERTY}", run_id)
+    for key, value in (snapshot_properties or {}).items():
+        writer = writer.option(f"snapshot-property.{key}", value)
     writer.overwrite(F.expr(condition))
 
 
@@ -102,15 +93,3 @@ def merge_window(
         """
     )
     spark.catalog.dropTempView(view)
-
-
-def snapshot_id(catalog: Catalog, table: Table, run_id: str | None = None) -> str:
-    """The snapshot this run committed (by its ``dagster.run-id`` property), else the table's current one."""
-    iceberg_table = catalog.load_table(table.identifier)
-    if run_id:
-        for snapshot in sorted(iceberg_table.snapshots(), key=lambda s: s.sequence_number or 0, reverse=True):
-            summary = snapshot.summary
-            if summary is not None and summary[RUN_ID_PROPERTY] == run_id:
-                return str(snapshot.snapshot_id)
-    current = iceberg_table.current_snapshot()
-    return str(current.snapshot_id) if current else "none"
