@@ -30,10 +30,10 @@ import yaml
 from dbt.cli.main import dbtRunner
 
 from cryptolake.lakehouse.catalog import get_catalog
-from cryptolake.lakehouse.dbt_profile import DBT_PROJECT_DIR, PROFILE_NAME, dbt_env, write_dbt_profile
 from cryptolake.lakehouse.spark import prepare_spark_environment, spark_conf
 from cryptolake.settings import Settings
 from cryptolake.tables import SILVER_OHLCV_1M
+from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, PROFILE_NAME, dbt_env, write_dbt_profile
 
 FCT = "gold.fct_ohlcv_1h"
 DIM = "gold.dim_symbol"
@@ -71,7 +71,7 @@ def test_profile_carries_the_platform_spark_settings(tmp_path: Path) -> None:
 def test_profile_values_with_jinja_delimiters_stay_literal() -> None:
     from dbt.clients.jinja import get_rendered
 
-    from cryptolake.lakehouse.dbt_profile import _jinja_literal
+    from cryptolake_dagster.defs.dbt.profile import _jinja_literal
 
     for value in ("pa{{ss}}", "x{%y", "p#{#q", "file:///tmp/w", "false", "1g"):
         assert str(get_rendered(_jinja_literal(value), {}, native=True)) == value  # as dbt renders profiles.yml

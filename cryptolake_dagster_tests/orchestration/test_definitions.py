@@ -32,7 +32,7 @@ def test_definitions_load_every_asset_check_and_sensor(settings) -> None:
 
 
 def test_dbt_project_parses(settings, tmp_path) -> None:
-    from cryptolake.lakehouse.dbt_profile import DBT_PROJECT_DIR, write_dbt_profile
+    from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, write_dbt_profile
     from cryptolake_dagster.defs.dbt.resources import dbt_executable
 
     profiles = write_dbt_profile(settings, tmp_path / "profiles")

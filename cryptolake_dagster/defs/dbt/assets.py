@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from cryptolake.lakehouse.dbt_profile import dbt_env
 from cryptolake.settings import get_settings
+from cryptolake_dagster.defs.dbt.profile import dbt_env
 from cryptolake_dagster.defs.dbt.resources import dbt_project
 from cryptolake_dagster.defs.dbt.translator import CryptoLakeDbtTranslator
 from cryptolake_dagster.partitions import daily_partitions

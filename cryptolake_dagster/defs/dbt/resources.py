@@ -10,8 +10,8 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
-from cryptolake.lakehouse.dbt_profile import DBT_PROJECT_DIR, write_dbt_profile
 from cryptolake.settings import Settings, get_settings
+from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, write_dbt_profile
 
 
 @cache
