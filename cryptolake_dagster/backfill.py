@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -106,7 +107,7 @@ def _outcome(key: str, result: dg.ExecuteInProcessResult, seconds: float) -> Par
 
 
 def run_backfill(
-    defs: dg.Definitions,
+    defs: dg.Definitions | Callable[[], dg.Definitions],
     job_name: str,
     start: str,
     end: str,
@@ -116,7 +117,13 @@ def run_backfill(
     dagster_logs: bool = False,
     stream: TextIO | None = None,
 ) -> list[PartitionOutcome]:
-    """Run ``job_name`` once per partition from ``start`` to ``end``; print a progress line per partition."""
+    """Run ``job_name`` once per partition from ``start`` to ``end``; print a progress line per partition.
+
+    ``defs``: the definitions (``cryptolake_dagster.definitions.build_definitions(settings)``), or a function that
+    returns them, such as the code location's lazy ``cryptolake_dagster.definitions.defs``.
+    """
+    if not isinstance(defs, dg.Definitions):
+        defs = defs()
     job = resolve_partitioned_job(defs, job_name)
     keys = partition_keys(job, start, end)
     backfill_id = uuid.uuid4().hex[:8]

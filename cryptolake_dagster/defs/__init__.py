@@ -1,1 +1,1 @@
-"""Domain definitions, one package per layer; ``cryptolake_dagster.definitions`` merges them."""
+"""The code location by domain: each ``defs/<domain>/definitions.py`` registers what the domain owns."""

@@ -184,9 +184,9 @@ def assert_bars_equal(actual_rows: list[dict[str, Any]], expected: dict[tuple, d
 
 def run_silver(day: date, *, full_job: bool = False) -> dg.ExecuteInProcessResult:
     """Run ``silver_gold_daily`` for ``day``: the Silver assets only (and their Soda checks), or the whole job."""
-    from cryptolake_dagster.definitions import defs
+    from cryptolake_dagster.definitions import load_definitions
 
-    job = defs.resolve_job_def("silver_gold_daily")
+    job = load_definitions().resolve_job_def("silver_gold_daily")
     result = job.execute_in_process(partition_key=day.isoformat(), asset_selection=None if full_job else SILVER_KEYS)
     assert result.success
     checks = result.get_asset_check_evaluations()
@@ -431,7 +431,7 @@ def test_bad_rows_are_quarantined_with_a_reason(built_day, settings) -> None:
 
 def test_late_trade_triggers_sensor_and_rebuild(settings, spark) -> None:
     """(c) A late trade for an already built day: the Bronze sensor requests that day, the job rebuilds the bar."""
-    from cryptolake_dagster.definitions import defs
+    from cryptolake_dagster.definitions import load_definitions
     from cryptolake_dagster.resources import IcebergCatalogResource
 
     rng = random.Random(8)
@@ -455,11 +455,11 @@ def test_late_trade_triggers_sensor_and_rebuild(settings, spark) -> None:
     assert late["trade_time"].replace(second=0, microsecond=0) == minute
     new_snapshot = append_bronze(settings, [late])
 
-    sensor = defs.resolve_sensor_def("bronze_trades_sensor")
+    sensor = load_definitions().resolve_sensor_def("bronze_trades_sensor")
     context = dg.build_sensor_context(
         cursor=str(cursor),
         instance=dg.DagsterInstance.ephemeral(),
-        resources={"iceberg": IcebergCatalogResource(state_dir=str(settings.state_dir))},
+        resources={"iceberg": IcebergCatalogResource.from_settings(settings)},
     )
     outcome = sensor(context)
     assert outcome.cursor == str(new_snapshot)

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from cryptolake.lakehouse.catalog import get_catalog
-from cryptolake.lakehouse.spark import spark_conf
 from cryptolake.tables import (
     BRONZE_BINANCE_KLINES,
     BRONZE_COINGECKO_MARKET_CHART,
@@ -68,10 +67,9 @@ def sources(server: BatchSourcesHandle) -> BatchSourcesHandle:
 
 @pytest.fixture(scope="module")
 def lake(settings, spark) -> dict[str, dg.ConfigurableResource]:
-    state_dir = str(settings.state_dir)
     return {
-        "pyspark": LakehouseSparkResource(spark_config=spark_conf(settings, "cryptolake-tests"), state_dir=state_dir),
-        "iceberg": IcebergCatalogResource(state_dir=state_dir),
+        "pyspark": LakehouseSparkResource.from_settings(settings, "cryptolake-tests"),
+        "iceberg": IcebergCatalogResource.from_settings(settings),
     }
 
 

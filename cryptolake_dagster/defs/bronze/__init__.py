@@ -1,1 +1,1 @@
-"""bronze layer definitions."""
+"""The Bronze domain (``definitions.defs`` registers it)."""

@@ -4,12 +4,12 @@ import dagster as dg
 
 from cryptolake.tables import BRONZE_TRADES
 from cryptolake_dagster.defs.bronze.changes import days_added_since
-from cryptolake_dagster.jobs import daily_pipeline_job
+from cryptolake_dagster.defs.silver.jobs import silver_gold_daily_job
 from cryptolake_dagster.resources import IcebergCatalogResource
 
 
 @dg.sensor(
-    job=daily_pipeline_job,
+    job=silver_gold_daily_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches bronze.trades snapshots; requests the Silver + Gold partitions of every UTC day that "
@@ -41,7 +41,7 @@ def bronze_trades_sensor(context: dg.SensorEvaluationContext, iceberg: IcebergCa
 def _partitions_waiting(instance: dg.DagsterInstance) -> set[str]:
     records = instance.get_run_records(
         dg.RunsFilter(
-            job_name=daily_pipeline_job.name,
+            job_name=silver_gold_daily_job.name,
             statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
         )
     )

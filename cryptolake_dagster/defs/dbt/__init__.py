@@ -1,1 +1,1 @@
-"""dbt layer definitions."""
+"""The dbt domain (``definitions.defs`` registers it)."""

@@ -1,27 +1,30 @@
-"""The dbt project and CLI resource. The profile is generated from the platform's Spark settings."""
+"""The dbt project (profile generated from the platform's Spark settings, manifest parsed) and the dbt CLI resource."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from functools import cache
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
-from cryptolake.settings import Settings, get_settings
-from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, write_dbt_profile
+from cryptolake.lakehouse.spark import prepare_spark_environment
+from cryptolake.settings import Settings
+from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, dbt_cli_env, write_dbt_profile
+from cryptolake_dagster.resources import LakehouseConfig
 
 
-@cache
-def dbt_project(state_dir: str | None = None) -> DbtProject:
-    """The dbt project, with its manifest prepared (``dbt parse``) when missing."""
-    settings = Settings(state_dir=state_dir) if state_dir else get_settings()
-    profiles_dir = write_dbt_profile(settings)
+def dbt_project(settings: Settings) -> DbtProject:
+    """The dbt project with the profile written for ``settings``; ``dbt parse`` writes the manifest when missing."""
     project = DbtProject(
         project_dir=DBT_PROJECT_DIR,
-        profiles_dir=profiles_dir,
+        profiles_dir=write_dbt_profile(settings),
         target_path=settings.state_dir.resolve() / "dbt" / "target",
     )
     if not project.manifest_path.exists():
@@ -45,6 +48,49 @@ def _parse(project: DbtProject) -> None:
         raise RuntimeError(f"dbt parse failed for {project.project_dir}:\n{result.stdout}{result.stderr}")
 
 
-def build_dbt_resource(settings: Settings) -> DbtCliResource:
-    project = dbt_project(str(settings.state_dir))
-    return DbtCliResource(project_dir=project, profiles_dir=str(project.profiles_dir), dbt_executable=dbt_executable())
+@contextmanager
+def _environ_overlay(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` over ``os.environ`` inside the block (restored afterwards)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class CryptoLakeDbtCliResource(DbtCliResource):
+    """dagster-dbt's CLI resource whose dbt subprocesses run against the lakehouse.
+
+    dbt-spark (session mode) starts its own Spark JVM in the dbt subprocess: before a run uses dbt, the lakehouse
+    is prepared for Spark (catalog tables, JAVA_HOME, the Python of Spark's workers), and every ``dbt`` command gets
+    ``env`` (``dbt_cli_env``: the profile directory, dbt's log path, a quiet Spark log configuration) on top of the
+    process environment.
+    """
+
+    lakehouse: LakehouseConfig
+    env: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, project: DbtProject) -> CryptoLakeDbtCliResource:
+        return cls(
+            project_dir=project,
+            profiles_dir=str(project.profiles_dir),
+            dbt_executable=dbt_executable(),
+            lakehouse=LakehouseConfig.from_settings(settings),
+            env=dbt_cli_env(settings),
+        )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        prepare_spark_environment(self.lakehouse.settings())
+        super().setup_for_execution(context)
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        # dagster-dbt builds the subprocess environment from os.environ (``cli`` takes no environment): ``env`` is
+        # laid over it while the subprocess starts, and only then (runs execute their steps in one thread).
+        with _environ_overlay(self.env):
+            return super().cli(args, **kwargs)

@@ -1,1 +1,1 @@
-"""gold layer definitions."""
+"""The Gold domain's checks (``definitions.defs`` registers them)."""

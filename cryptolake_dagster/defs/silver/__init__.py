@@ -1,1 +1,1 @@
-"""silver layer definitions."""
+"""The Silver domain (``definitions.defs`` registers it)."""

@@ -37,9 +37,9 @@ from cryptolake_dagster.defs.silver.trades_sql import (
     sorted_silver_query,
     window_condition,
 )
-from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs, daily_table_spec_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 from cryptolake_dagster.run_snapshots import run_snapshot, run_snapshot_properties, snapshot_id
+from cryptolake_dagster.table_assets import daily_table_asset_kwargs, daily_table_spec_kwargs
 
 SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=30))
 

@@ -18,9 +18,9 @@ from cryptolake.utc import as_utc, sql_date, sql_timestamp, start_of_day
 from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.clients import days_in
 from cryptolake_dagster.defs.sources.resources import BinanceKlinesResource, CoinGeckoResource, FearGreedResource
-from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 from cryptolake_dagster.run_snapshots import run_snapshot_properties, snapshot_id
+from cryptolake_dagster.table_assets import daily_table_asset_kwargs
 
 BRONZE_COINGECKO_MARKET_CHART_KEY = table_key(BRONZE_COINGECKO_MARKET_CHART)
 BRONZE_FEAR_GREED_KEY = table_key(BRONZE_FEAR_GREED)

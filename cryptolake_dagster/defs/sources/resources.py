@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -20,6 +19,7 @@ from cryptolake_dagster.defs.sources.clients import (
     FearGreedClient,
 )
 from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
+from cryptolake_dagster.resources import secret
 
 
 class _HttpSettings(dg.ConfigurableResource):
@@ -102,13 +102,6 @@ def _coin_ids(settings: Settings) -> list[str]:
     return ids or list(settings.coin_ids.values())
 
 
-def _secret(env_name: str, value: str | None) -> Any:
-    """An EnvVar (kept out of the Dagster UI) when the variable is set in the process environment."""
-    if os.environ.get(env_name):
-        return dg.EnvVar(env_name)
-    return value
-
-
 def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resource instances of the batch sources for the current settings.
 
@@ -127,7 +120,7 @@ def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResou
     return {
         "coingecko": CoinGeckoResource(
             base_url=coingecko_url,
-            api_key=_secret("CRYPTOLAKE_COINGECKO_API_KEY", settings.coingecko_api_key),
+            api_key=secret("CRYPTOLAKE_COINGECKO_API_KEY", settings.coingecko_api_key),
             coin_ids=_coin_ids(settings),
         ),
         "fear_greed": FearGreedResource(base_url=fear_greed_url),

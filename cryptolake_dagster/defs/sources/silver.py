@@ -32,9 +32,9 @@ from cryptolake.utc import sql_date
 from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.assets import BRONZE_COINGECKO_MARKET_CHART_KEY, BRONZE_FEAR_GREED_KEY
 from cryptolake_dagster.defs.sources.clients import days_in
-from cryptolake_dagster.defs.table_assets import daily_table_asset_kwargs
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 from cryptolake_dagster.run_snapshots import snapshot_id
+from cryptolake_dagster.table_assets import daily_table_asset_kwargs
 
 SILVER_DAILY_PRICES_KEY = table_key(SILVER_DAILY_PRICES)
 SILVER_FEAR_GREED_KEY = table_key(SILVER_FEAR_GREED)

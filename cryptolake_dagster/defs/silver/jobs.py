@@ -1,4 +1,4 @@
-"""Jobs: the daily Silver -> Gold pipeline that the Bronze sensor launches per changed day."""
+"""The daily Silver -> Gold job, which the Bronze sensor launches for every changed day."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dagster as dg
 
 from cryptolake_dagster.asset_keys import SILVER_TRADES_KEY
 
-daily_pipeline_job = dg.define_asset_job(
+silver_gold_daily_job = dg.define_asset_job(
     "silver_gold_daily",
     # silver/trades -> silver/ohlcv_1m -> dbt Gold models; the op of silver/trades also writes
     # silver/trades_quarantine (required_multi_asset_neighbors adds it).

@@ -1,0 +1,30 @@
+"""The batch sources' daily job and its schedule (yesterday's partition, so each day's closing point lands)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cryptolake_dagster.defs.sources.assets import (
+    bronze_binance_klines,
+    bronze_coingecko_market_chart,
+    bronze_fear_greed,
+)
+from cryptolake_dagster.defs.sources.silver import silver_daily_prices, silver_fear_greed
+
+BATCH_SOURCE_ASSETS = [
+    bronze_coingecko_market_chart,
+    bronze_fear_greed,
+    bronze_binance_klines,
+    silver_daily_prices,
+    silver_fear_greed,
+]
+
+batch_sources_job = dg.define_asset_job(
+    "batch_sources_daily",
+    selection=dg.AssetSelection.assets(*BATCH_SOURCE_ASSETS),
+    description="CoinGecko, Fear & Greed and Binance klines into Bronze, then their Silver tables, for one day.",
+)
+
+batch_sources_schedule = dg.build_schedule_from_partitioned_job(
+    batch_sources_job, hour_of_day=0, minute_of_hour=20, default_status=dg.DefaultScheduleStatus.RUNNING
+)
