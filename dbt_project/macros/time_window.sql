@@ -20,11 +20,6 @@
 {%- endmacro %}
 
 
-{% macro window_is_set() -%}
-    {{ return(window_bound('min_date') is not none or window_bound('max_date') is not none) }}
-{%- endmacro %}
-
-
 {% macro minutes_of_window_hours(minute_column) -%}
     {#- Filter on a minute timestamp: every minute of every hour starting in the window (prunes by minute). -#}
     {%- set lo = window_bound('min_date') -%}

@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 
 import requests
 
+from cryptolake.utc import as_utc
+
 RETRY_AFTER_STATUSES = frozenset({418, 429, 503})
 
 
@@ -63,11 +65,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except ValueError:
         pass
     try:
-        moment = email.utils.parsedate_to_datetime(text)
+        moment = as_utc(email.utils.parsedate_to_datetime(text))  # an HTTP date without a zone is GMT
     except (TypeError, ValueError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
