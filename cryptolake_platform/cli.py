@@ -82,11 +82,10 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # our own Definitions' use of beta parameters
-    from cryptolake_dagster.instance import prepare_dagster_home
-
     from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
     from cryptolake_dagster.backfill import BackfillError, run_backfill
-    from cryptolake_dagster.definitions import defs
+    from cryptolake_dagster.definitions import build_definitions
+    from cryptolake_dagster.instance import prepare_dagster_home
 
     if not args.dagster_logs:  # the progress lines are the output; libraries' INFO chatter (alembic, Soda) is not
         logging.getLogger().setLevel(logging.WARNING)
@@ -94,7 +93,7 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
     try:
         outcomes = run_backfill(
-            defs,
+            build_definitions(settings),
             args.job,
             args.start,
             args.end or args.start,

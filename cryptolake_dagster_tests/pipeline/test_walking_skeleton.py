@@ -104,9 +104,11 @@ def test_bronze_holds_every_trade_once_with_exact_decimals(ingested, settings) -
 
 
 def test_api_serves_bars_equal_to_recomputation(ingested, settings, api_url) -> None:
-    from cryptolake_dagster.definitions import defs
+    from cryptolake_dagster.definitions import load_definitions
 
-    result = defs.get_job_def("silver_gold_daily").execute_in_process(partition_key=DAY.date().isoformat())
+    result = (
+        load_definitions().get_job_def("silver_gold_daily").execute_in_process(partition_key=DAY.date().isoformat())
+    )
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(check.passed for check in checks), [(c.check_name, c.metadata) for c in checks]
