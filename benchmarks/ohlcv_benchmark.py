@@ -308,7 +308,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
     from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
-    from cryptolake.lakehouse.spark import build_spark_session, spark_conf
+    from cryptolake.lakehouse.spark import build_spark_session
     from cryptolake.settings import Settings
     from cryptolake.tables import BRONZE_TRADES, SILVER_OHLCV_1M, SILVER_TRADES
     from cryptolake_dagster.defs.silver.assets import silver_ohlcv_1m, silver_trades
@@ -340,10 +340,8 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     spark = build_spark_session(settings, "cryptolake-benchmark")
     spark.sql("SELECT 1").collect()
     resources = {
-        "pyspark": LakehouseSparkResource(
-            spark_config=spark_conf(settings, "cryptolake-benchmark"), state_dir=str(state_dir)
-        ),
-        "iceberg": IcebergCatalogResource(state_dir=str(state_dir)),
+        "pyspark": LakehouseSparkResource.from_settings(settings, "cryptolake-benchmark"),
+        "iceberg": IcebergCatalogResource.from_settings(settings),
     }
     partition = args.day.isoformat()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
