@@ -16,6 +16,7 @@ from pyiceberg.types import (
     BooleanType,
     DateType,
     DecimalType,
+    IcebergType,
     IntegerType,
     LongType,
     NestedField,
@@ -23,7 +24,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from cryptolake.contract import PRICE_SCALE, QUANTITY_SCALE, QUOTE_SCALE
+from cryptolake.contract import FIELDS, QUANTITY_SCALE, TRADE_FIELDS, TradeField
 
 BRONZE: Final = "bronze"
 SILVER: Final = "silver"
@@ -31,9 +32,22 @@ GOLD: Final = "gold"
 QUALITY: Final = "quality"
 NAMESPACES: Final = (BRONZE, SILVER, GOLD, QUALITY)
 
-PRICE: Final = DecimalType(28, PRICE_SCALE)
-QUANTITY: Final = DecimalType(28, QUANTITY_SCALE)
-QUOTE: Final = DecimalType(38, QUOTE_SCALE)
+_TRADE_FIELD_TYPES: Final = {
+    "int": IntegerType(), "long": LongType(), "string": StringType(), "bool": BooleanType(),
+    "timestamp": TimestamptzType(),
+}  # fmt: skip
+
+
+def _trade_field_type(field: TradeField) -> IcebergType:
+    """The Iceberg type of a trade field (``cryptolake.contract.fields``)."""
+    if field.kind == "decimal":
+        return DecimalType(field.precision, field.scale)
+    return _TRADE_FIELD_TYPES[field.kind]
+
+
+PRICE: Final = _trade_field_type(FIELDS["price"])  # DECIMAL(28, 8)
+QUANTITY: Final = _trade_field_type(FIELDS["quantity"])  # DECIMAL(28, 8)
+QUOTE: Final = _trade_field_type(FIELDS["quote_quantity"])  # DECIMAL(38, 16)
 SUM_QUANTITY: Final = DecimalType(38, QUANTITY_SCALE)
 
 _COMMON_PROPERTIES: Final = {
@@ -85,26 +99,9 @@ def _fields(*specs: tuple[str, object, bool, str]) -> Schema:
     )
 
 
-_TRADE_FIELDS: Final = (
-    ("schema_version", IntegerType(), True, "Trade contract version"),
-    ("exchange", StringType(), True, "Exchange id, e.g. binance"),
-    ("market", StringType(), True, "spot | usdm_futures"),
-    ("symbol", StringType(), True, "Exchange symbol, e.g. BTCUSDT"),
-    ("base_asset", StringType(), True, "Base asset, e.g. BTC"),
-    ("quote_asset", StringType(), True, "Quote asset, e.g. USDT"),
-    ("coin_id", StringType(), False, "CoinGecko coin id of the base asset"),
-    ("agg_trade_id", LongType(), True, "Binance aggregate trade id (sequential per symbol)"),
-    ("first_trade_id", LongType(), True, "First raw trade id in the aggregate"),
-    ("last_trade_id", LongType(), True, "Last raw trade id in the aggregate"),
-    ("price", PRICE, True, "Price in quote asset, exact"),
-    ("quantity", QUANTITY, True, "Quantity in base asset, exact"),
-    ("quote_quantity", QUOTE, True, "price * quantity, exact"),
-    ("side", StringType(), True, "Aggressor side: buy | sell"),
-    ("is_buyer_maker", BooleanType(), True, "Binance m flag"),
-    ("trade_time", TimestamptzType(), True, "Trade time (UTC)"),
-    ("event_time", TimestamptzType(), True, "Exchange event time (UTC)"),
-    ("ingest_time", TimestamptzType(), True, "Time the producer received the trade (UTC)"),
-    ("source", StringType(), True, "ws | rest_backfill | replay"),
+#: The contract's trade fields as columns, in the contract's order (field ids 1-19 in bronze.trades and Silver).
+_TRADE_FIELDS: Final = tuple(
+    (field.name, _trade_field_type(field), not field.nullable, field.doc) for field in TRADE_FIELDS
 )
 
 BRONZE_TRADES: Final = Table(
@@ -328,6 +325,7 @@ ALL_TABLES: Final = (
     SILVER_TRADES,
     SILVER_TRADES_QUARANTINE,
 )
+
 
 # Kafka topics, defined once.
 TRADES_TOPIC: Final = "cryptolake.trades.v1"

@@ -1,7 +1,8 @@
 """Differential test of the contract's fast paths against its checked reference paths.
 
-``cryptolake/contract.py`` answers the common message through a fast path and falls back to the original, fully
-checked implementation for anything else. Each fast path must accept only what the checked path accepts, with the
+The trade contract (``cryptolake/contract/trade.py``) and the Binance connector
+(``streaming/connectors/binance/normalize.py``, ``encode.py``) answer the common message through a fast path and
+fall back to the original, fully checked implementation for anything else. Each fast path must accept only what the checked path accepts, with the
 identical result. Here seeded random mutations of real recorded Binance messages (shared/samples) and generated
 ones — dropped and added keys, wrong types, odd decimal strings, huge / negative / NaN / big-int values, unicode,
 timestamp edges, odd coin ids, markets and sources — go through both, and must give the same Trade (field by field,
@@ -38,21 +39,16 @@ from cryptolake.contract import (
     ContractError,
     EncodedTrade,
     Trade,
-    _encode_checked,
-    _fast_encode,
-    _fast_from_wire,
-    _fast_normalize,
-    _normalize_checked,
-    encode_binance_agg_trade,
     encode_trade,
-    from_epoch_ms,
-    normalize_binance_agg_trade,
-    to_epoch_ms,
     trade_from_wire_values,
     wire_values,
 )
+from cryptolake.contract.trade import _fast_from_wire
 from cryptolake.settings import DEFAULT_COIN_IDS
-from streaming.connectors.binance import unwrap_combined
+from cryptolake.utc import from_epoch_ms, to_epoch_ms
+from streaming.connectors.binance.encode import _encode_checked, _fast_encode, encode_binance_agg_trade
+from streaming.connectors.binance.endpoints import unwrap_combined
+from streaming.connectors.binance.normalize import _fast_normalize, _normalize_checked, normalize_binance_agg_trade
 
 SEED = 20261122
 EXACT = Context(prec=100)  # the test's own exact arithmetic (the contract's context is what is under test)

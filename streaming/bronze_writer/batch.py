@@ -4,7 +4,8 @@ Valid rows are kept columnar, as the values on the wire (decimal strings, epoch 
 table with the Bronze types (``decimal128``, ``timestamp[us, UTC]``) in C: no ``Trade``, ``Decimal`` or
 ``datetime`` object per row. One vectorised pass (:mod:`streaming.bronze_writer.columnar`) accepts the ordinary
 messages of the whole batch; every other message is decided one by one by :func:`cryptolake.contract.wire_values`
-or else ``Trade.from_wire``, which accepts it or rejects it with its reason code.
+or else ``Trade.from_wire``, which accepts it or rejects it with its reason code. The Arrow types come from the
+contract's field table (:mod:`cryptolake.contract.fields`), the column names from ``cryptolake.tables``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Context, Decimal
 from typing import Any, Protocol, overload
 
 import numpy as np
@@ -21,16 +21,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cryptolake.contract import (
-    PRICE_SCALE,
-    QUANTITY_SCALE,
-    QUOTE_SCALE,
+    DECIMAL_SCALES,
+    TRADE_FIELDS,
     WIRE_FIELDS,
     ContractError,
     Trade,
-    from_epoch_ms,
+    TradeField,
     trade_from_wire_values,
     wire_values,
 )
+from cryptolake.contract.rules import EXACT, SCALE_UNITS
+from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED
+from cryptolake.utc import EPOCH, from_epoch_ms
 from streaming.bronze_writer.columnar import WIRE_SCHEMA, certainly_valid
 
 MAX_REJECTED_RAW = 64 * 1024
@@ -44,35 +46,34 @@ class KafkaRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
-BRONZE_COLUMNS = [
-    "schema_version", "exchange", "market", "symbol", "base_asset", "quote_asset", "coin_id", "agg_trade_id",
-    "first_trade_id", "last_trade_id", "price", "quantity", "quote_quantity", "side", "is_buyer_maker",
-    "trade_time", "event_time", "ingest_time", "source", "kafka_topic", "kafka_partition", "kafka_offset",
-    "bronze_written_at",
-]  # fmt: skip
-REJECTED_COLUMNS = ["reason", "detail", "raw", "kafka_topic", "kafka_partition", "kafka_offset", "rejected_at"]
+BRONZE_COLUMNS = [column.name for column in BRONZE_TRADES.schema.columns]
+REJECTED_COLUMNS = [column.name for column in BRONZE_TRADES_REJECTED.schema.columns]
+# bronze.trades = the trade fields, then the Kafka coordinates and the write time (see DecodedBatch.trades_table).
+_COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
+if BRONZE_COLUMNS != [*(field.name for field in TRADE_FIELDS), *_COORDINATES, "bronze_written_at"]:
+    raise RuntimeError("bronze.trades' columns changed: update DecodedBatch.trades_table")
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-# Arrow type of each wire field, in WIRE_FIELDS order (the Bronze column has the field's name without "_ms").
-_WIRE_ARROW_TYPES: dict[str, pa.DataType] = {
-    "schema_version": pa.int32(), "exchange": pa.string(), "market": pa.string(), "symbol": pa.string(),
-    "base_asset": pa.string(), "quote_asset": pa.string(), "coin_id": pa.string(), "agg_trade_id": pa.int64(),
-    "first_trade_id": pa.int64(), "last_trade_id": pa.int64(), "price": pa.decimal128(28, PRICE_SCALE),
-    "quantity": pa.decimal128(28, QUANTITY_SCALE), "quote_quantity": pa.decimal128(38, QUOTE_SCALE),
-    "side": pa.string(), "is_buyer_maker": pa.bool_(), "trade_time_ms": _TIMESTAMP, "event_time_ms": _TIMESTAMP,
-    "ingest_time_ms": _TIMESTAMP, "source": pa.string(),
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int32(), "long": pa.int64(), "string": pa.string(), "bool": pa.bool_(), "timestamp": _TIMESTAMP,
 }  # fmt: skip
-if tuple(_WIRE_ARROW_TYPES) != WIRE_FIELDS:
-    raise RuntimeError("the wire fields changed: update _WIRE_ARROW_TYPES")
-_SCALES = {"price": PRICE_SCALE, "quantity": QUANTITY_SCALE, "quote_quantity": QUOTE_SCALE}
-_WIDE = Context(prec=60)  # quantize() a DECIMAL(38, 16) value without hitting the default 28-digit precision
+
+
+def _arrow_type(field: TradeField) -> pa.DataType:
+    """The Arrow type of a trade field in bronze.trades (what Spark writes as its Iceberg type)."""
+    if field.kind == "decimal":
+        return pa.decimal128(field.precision, field.scale)
+    return _ARROW_TYPES[field.kind]
+
+
+# Arrow type of each wire field, in WIRE_FIELDS order (the Bronze column has the field's name, without "_ms").
+_WIRE_ARROW_TYPES: dict[str, pa.DataType] = {field.wire_name: _arrow_type(field) for field in TRADE_FIELDS}
 _WIRE_TABLE_SCHEMA = (
     WIRE_SCHEMA.append(pa.field("kafka_topic", pa.string()))
     .append(pa.field("kafka_partition", pa.int32()))
     .append(pa.field("kafka_offset", pa.int64()))
 )
 _SYMBOL = WIRE_FIELDS.index("symbol")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -116,7 +117,7 @@ class DecodedBatch:
         """The valid rows as an Arrow table with the ``bronze.trades`` columns and types."""
         wire = self.wire
         arrays = [_wire_array(wire[name], arrow_type) for name, arrow_type in _WIRE_ARROW_TYPES.items()]
-        written_us = (written_at - _EPOCH) // _ONE_US
+        written_us = (written_at - EPOCH) // _ONE_US
         arrays += [
             wire["kafka_topic"],
             wire["kafka_partition"],
@@ -167,9 +168,9 @@ class TradeRows(Sequence[tuple[Trade, str, int, int]]):
 def _checked_values(trade: Trade) -> tuple[Any, ...]:
     """The wire values of a Trade accepted by the full check, with each decimal at its column's scale."""
     wire = trade.to_wire()
-    for name, scale in _SCALES.items():
+    for name, scale in DECIMAL_SCALES.items():
         # Exact: the contract allows more decimals than the scale only when they are zeros.
-        wire[name] = format(getattr(trade, name).quantize(Decimal(1).scaleb(-scale), context=_WIDE), "f")
+        wire[name] = format(getattr(trade, name).quantize(SCALE_UNITS[scale], context=EXACT), "f")
     return tuple(wire[name] for name in WIRE_FIELDS)
 
 

@@ -11,7 +11,8 @@ its reason code (so reason codes cannot differ). The proof has two parts:
    character. A message equal to that text is one JSON object with exactly the wire keys (once each), ints that
    are plain decimal int64 literals, ``true``/``false``, strings or (``coin_id`` only) ``null`` — what orjson
    reads from it, value for value.
-2. **Same checks.** On those values, the conditions of the contract's fast path, vectorised: schema version,
+2. **Same checks.** On those values, the conditions of the contract's fast path, vectorised, with the constants
+   of :mod:`cryptolake.contract.rules` (patterns from the same definitions): schema version,
    known market / side / source, ``is_buyer_maker`` = (side is sell), upper-case alphanumeric ASCII symbol of at
    most 20 characters, non-empty exchange and assets, ids ``0 <= first <= last``, times between 2017-01-01 and
    now + 1 day, plain decimals (at most 20 integer digits and the column's scale) with price > 0, quantity > 0 and
@@ -32,36 +33,33 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from cryptolake.contract import (
+    DECIMAL_SCALES,
     MARKETS,
     MAX_FUTURE_MS,
     MAX_INTEGER_DIGITS,
     MAX_MESSAGE_BYTES,
+    MAX_SYMBOL_LENGTH,
     MIN_TRADE_TIME_MS,
-    PRICE_SCALE,
-    QUANTITY_SCALE,
-    QUOTE_SCALE,
     SCHEMA_VERSION,
     SIDES,
     SOURCES,
+    TRADE_FIELDS,
     WIRE_FIELDS,
 )
+from cryptolake.contract.rules import plain_decimal_regex
+from cryptolake.contract.trade import FAST_PATH_TIME_LIMIT_MS
 
-# The wire fields as Arrow's JSON reader reads them: decimals stay strings (checked and cast afterwards).
-_INT_FIELDS = frozenset(
-    {"schema_version", "agg_trade_id", "first_trade_id", "last_trade_id", "trade_time_ms", "event_time_ms",
-     "ingest_time_ms"}
-)  # fmt: skip
-_BOOL_FIELDS = frozenset({"is_buyer_maker"})
-WIRE_SCHEMA = pa.schema(
-    [
-        (name, pa.int64() if name in _INT_FIELDS else pa.bool_() if name in _BOOL_FIELDS else pa.string())
-        for name in WIRE_FIELDS
-    ]
-)
-_NULLABLE = frozenset({"coin_id"})
-_TIME_FIELDS = ("trade_time_ms", "event_time_ms", "ingest_time_ms")
-_DECIMALS = {"price": PRICE_SCALE, "quantity": QUANTITY_SCALE, "quote_quantity": QUOTE_SCALE}
-_FLOAT_EXACT_MS_LIMIT = 2**33 * 1000  # the contract's fast path decides only below this (year 2242)
+# The wire fields as Arrow's JSON reader reads them (their JSON types): decimals stay strings (checked and cast
+# afterwards), times stay epoch-millisecond integers.
+_JSON_TYPES = {"integer": pa.int64(), "boolean": pa.bool_(), "string": pa.string()}
+WIRE_SCHEMA = pa.schema([(field.wire_name, _JSON_TYPES[field.wire_type]) for field in TRADE_FIELDS])
+_NULLABLE = frozenset(field.wire_name for field in TRADE_FIELDS if field.nullable)
+_TIME_FIELDS = tuple(field.wire_name for field in TRADE_FIELDS if field.kind == "timestamp")
+_DECIMALS = DECIMAL_SCALES  # wire key -> scale
+# The contract's rules as RE2 patterns (Arrow's regular expressions): an ASCII upper-case alphanumeric symbol
+# (str.isupper() also needs one cased character, the second pattern), plain decimals of at most the column's scale.
+_SYMBOL = rf"^[A-Z0-9]{{1,{MAX_SYMBOL_LENGTH}}}$"
+_PLAIN_DECIMALS = {name: f"^{plain_decimal_regex(scale)}$" for name, scale in _DECIMALS.items()}
 _MIN_SPLIT = 64  # a failing block of at most this many messages goes to the per-message path whole
 _BLOCK_SIZE = 1 << 24
 
@@ -81,7 +79,7 @@ def certainly_valid(
     """
     latest = now_ms + MAX_FUTURE_MS
     none = np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table()
-    if not values or latest >= _FLOAT_EXACT_MS_LIMIT:
+    if not values or latest >= FAST_PATH_TIME_LIMIT_MS:
         return none
     lengths = np.fromiter(
         (len(v) if v is not None and len(v) <= MAX_MESSAGE_BYTES else 0 for v in values), np.int64, len(values)
@@ -175,8 +173,8 @@ def _checked(
         pc.is_in(t["side"], pa.array(SIDES)),
         pc.is_in(t["source"], pa.array(SOURCES)),
         pc.equal(t["is_buyer_maker"], pc.equal(t["side"], "sell")),
-        pc.match_substring_regex(t["symbol"], "^[A-Z0-9]{1,20}$"),
-        pc.match_substring_regex(t["symbol"], "[A-Z]"),  # str.isupper() needs one cased character
+        pc.match_substring_regex(t["symbol"], _SYMBOL),
+        pc.match_substring_regex(t["symbol"], "[A-Z]"),
         pc.greater(pc.utf8_length(t["exchange"]), 0),
         pc.greater(pc.utf8_length(t["base_asset"]), 0),
         pc.greater(pc.utf8_length(t["quote_asset"]), 0),
@@ -186,18 +184,17 @@ def _checked(
     ]
     for name in _TIME_FIELDS:
         conditions += [pc.greater_equal(t[name], MIN_TRADE_TIME_MS), pc.less_equal(t[name], latest)]
-    for name, scale in _DECIMALS.items():
-        plain = rf"^[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{scale}}})?$"
+    for name, plain in _PLAIN_DECIMALS.items():
         conditions.append(pc.match_substring_regex(t[name], plain))
     mask = _all(conditions)
     if not mask.any():
         return mask
     # Decimal arithmetic only on rows whose strings are plain decimals (the casts cannot fail on those).
     rows = pa.array(mask)
-    price, quantity, quote = (t[name].filter(rows) for name in _DECIMALS)
-    wide_price = pc.cast(price, pa.decimal256(MAX_INTEGER_DIGITS + PRICE_SCALE, PRICE_SCALE))
-    wide_quantity = pc.cast(quantity, pa.decimal256(MAX_INTEGER_DIGITS + QUANTITY_SCALE, QUANTITY_SCALE))
-    wide_quote = pc.cast(quote, pa.decimal256(MAX_INTEGER_DIGITS + QUOTE_SCALE, QUOTE_SCALE))
+    wide_price, wide_quantity, wide_quote = (
+        pc.cast(t[name].filter(rows), pa.decimal256(MAX_INTEGER_DIGITS + _DECIMALS[name], _DECIMALS[name]))
+        for name in ("price", "quantity", "quote_quantity")
+    )
     arithmetic = _all(
         [
             pc.greater(wide_price, pa.scalar(0, wide_price.type)),

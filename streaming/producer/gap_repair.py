@@ -12,7 +12,7 @@ import requests
 
 from cryptolake.contract import Market
 from cryptolake.logging import get_logger
-from streaming.connectors.binance import AGG_TRADES_PATHS
+from streaming.connectors.binance.endpoints import AGG_TRADES_PATHS
 
 log = get_logger(__name__)
 PAGE_LIMIT: Final = 1000

@@ -21,10 +21,11 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import connect
 
-from cryptolake.contract import ContractError, Market, Source, encode_binance_agg_trade
+from cryptolake.contract import ContractError, Market, Source
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
-from streaming.connectors.binance import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
+from streaming.connectors.binance.encode import encode_binance_agg_trade
+from streaming.connectors.binance.endpoints import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
 from streaming.producer.checkpoint import load_checkpoint, save_checkpoint
 from streaming.producer.gap_repair import AggTradesClient, GapRepairError, GapRepairInterrupted
 from streaming.sinks.kafka_producer import TradeKafkaSink
