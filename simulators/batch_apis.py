@@ -405,7 +405,9 @@ def run_in_thread(host: str = "127.0.0.1", port: int = 0, **options: Any) -> Bat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Local CoinGecko + Alternative.me Fear & Greed server.")
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.batch_apis", description="Local CoinGecko + Alternative.me Fear & Greed server."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9445)
     parser.add_argument("--seed", type=int, default=7)
