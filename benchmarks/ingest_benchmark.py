@@ -580,8 +580,7 @@ def bench_freshness(
     harness: Harness, settings: Any, spark: Any, bootstrap: str, rate: float, seconds: float, interval: float,
     poll_s: float,
 ) -> dict[str, Any]:  # fmt: skip
-    from cryptolake.broker import free_port
-    from cryptolake.tables import TRADES_TOPIC
+    from cryptolake.broker import TRADES_TOPIC, free_port
 
     # The platform's batch-size cap (--quick lowers it for the Bronze part): here the interval must cut the batches.
     default_max_rows = type(settings).model_fields["bronze_max_batch_rows"].default

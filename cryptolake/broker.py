@@ -15,7 +15,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -23,9 +23,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cryptolake.logging import get_logger
 from cryptolake.processes import die_with_parent, stop_process
 from cryptolake.settings import Settings
-from cryptolake.tables import TRADES_DLQ_TOPIC, TRADES_TOPIC
 
 log = get_logger(__name__)
+
+#: The Kafka topics of the trade stream: contract v1 trades, and the producer's dead letters.
+TRADES_TOPIC: Final = "cryptolake.trades.v1"
+TRADES_DLQ_TOPIC: Final = "cryptolake.trades.dlq"
 
 
 class BrokerError(RuntimeError):

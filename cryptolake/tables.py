@@ -327,6 +327,9 @@ ALL_TABLES: Final = (
 )
 
 
-# Kafka topics, defined once.
-TRADES_TOPIC: Final = "cryptolake.trades.v1"
-TRADES_DLQ_TOPIC: Final = "cryptolake.trades.dlq"
+def __getattr__(name: str) -> object:  # moved to cryptolake.broker; alias removed once importers move
+    if name in ("TRADES_TOPIC", "TRADES_DLQ_TOPIC"):
+        from cryptolake import broker
+
+        return getattr(broker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ import os
 import signal
 from collections import Counter
 
-from cryptolake.tables import TRADES_DLQ_TOPIC, TRADES_TOPIC
+from cryptolake.broker import TRADES_DLQ_TOPIC, TRADES_TOPIC
 from cryptolake_dagster_tests.streaming.ingest_helpers import (
     all_bronze_offsets,
     bronze_rows,

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from cryptolake.broker import TRADES_DLQ_TOPIC, TRADES_TOPIC
 from cryptolake.lakehouse.catalog import get_catalog
-from cryptolake.tables import BRONZE_TRADES_REJECTED, TRADES_DLQ_TOPIC, TRADES_TOPIC
+from cryptolake.tables import BRONZE_TRADES_REJECTED
 from cryptolake_dagster_tests.streaming.ingest_helpers import (
     all_bronze_offsets,
     bronze_rows,
@@ -33,8 +34,8 @@ from cryptolake_dagster_tests.streaming.ingest_helpers import (
     writer_status,
 )
 from cryptolake_dagster_tests.streaming.malformed_corpus import CORPUS_SYMBOL, KAFKA_CORPUS, WS_CORPUS, Malformed
-from streaming.bronze_writer.batch import MAX_REJECTED_RAW
 from simulators.binance import run_in_thread
+from streaming.bronze_writer.batch import MAX_REJECTED_RAW
 from streaming.sinks.kafka_producer import MAX_DLQ_RAW_BYTES
 
 SYMBOLS = [CORPUS_SYMBOL, "ICPUSDT", "FILUSDT"]  # used by no other test: Bronze rows of these are this test's

@@ -19,8 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptolake.broker import consumer_config
-from cryptolake.tables import TRADES_TOPIC
+from cryptolake.broker import TRADES_TOPIC, consumer_config
 from cryptolake_dagster_tests.streaming.ingest_helpers import cli_env, start_producer, stop, wait_until
 from simulators.binance import Faults, run_in_thread
 

@@ -28,11 +28,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.serializers import ArrowStreamSerializer
 from pyspark.sql.types import StructType
 
-from cryptolake.broker import consumer_config
+from cryptolake.broker import TRADES_TOPIC, consumer_config
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
-from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED, TRADES_TOPIC
+from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED
 from streaming.bronze_writer.batch import DecodedBatch, decode_batch
 from streaming.bronze_writer.offsets import CommittedOffsets, offsets_property, recorded_offsets
 

@@ -12,11 +12,10 @@ from functools import partial
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from cryptolake.broker import producer_config
+from cryptolake.broker import TRADES_DLQ_TOPIC, TRADES_TOPIC, producer_config
 from cryptolake.contract import EncodedTrade, Trade, encode_trade
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
-from cryptolake.tables import TRADES_DLQ_TOPIC, TRADES_TOPIC
 
 log = get_logger(__name__)
 # JSON escaping can grow the raw text 6x (\u0001, \ufffd): the envelope stays below librdkafka's 1 MB message limit.
