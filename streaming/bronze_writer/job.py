@@ -294,10 +294,6 @@ class BronzeWriter:
         seconds = parts_seconds + time.monotonic() - started
         return PreparedBatch(decoded, table, offsets, now, messages, seconds)
 
-    def commit(self, records: list) -> None:
-        """Decode ``records`` and commit them at once (no overlap): one batch, as the loop does."""
-        self._write(self.prepare(records))
-
     def _write(self, batch: PreparedBatch) -> None:
         """The writing stage: rejects (MERGE), then the rows and the offsets in one Iceberg commit."""
         started = time.monotonic()

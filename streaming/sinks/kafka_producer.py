@@ -13,7 +13,7 @@ from functools import partial
 from confluent_kafka import KafkaError, Message, Producer
 
 from cryptolake.broker import TRADES_DLQ_TOPIC, TRADES_TOPIC, producer_config
-from cryptolake.contract import EncodedTrade, Trade, encode_trade
+from cryptolake.contract import EncodedTrade
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
 
@@ -37,7 +37,8 @@ class SinkCounters:
 
 
 class TradeKafkaSink:
-    """Publishes trades to ``trades_topic`` keyed by symbol (``Trade.key``); set ``trades_topic`` to reroute."""
+    """Publishes encoded trades (``EncodedTrade``) to ``trades_topic`` keyed by symbol (``Trade.key``); set
+    ``trades_topic`` to reroute."""
 
     trades_topic: str = TRADES_TOPIC
 
@@ -52,9 +53,6 @@ class TradeKafkaSink:
         self._requeue: deque[tuple[str, bytes | None, bytes | None, dict[str, str] | None, Callable[..., None]]] = (
             deque()
         )
-
-    def publish(self, trade: Trade) -> None:
-        self.publish_encoded(encode_trade(trade))
 
     def publish_encoded(self, encoded: EncodedTrade) -> None:
         """Produce one trade (the hot path: ``encode_binance_agg_trade`` -> here)."""

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptolake.contract import MAX_MESSAGE_BYTES, ContractError, Market
+from cryptolake.endpoints import BINANCE_LIVE_REST_URLS, BINANCE_LIVE_WS_URLS
 
 MAX_STREAMS_PER_CONNECTION: Final = {"spot": 1024, "usdm_futures": 200}
-LIVE_WS_URLS: Final = {"spot": "wss://stream.binance.com:9443", "usdm_futures": "wss://fstream.binance.com"}
-LIVE_REST_URLS: Final = {"spot": "https://api.binance.com", "usdm_futures": "https://fapi.binance.com"}
 AGG_TRADES_PATHS: Final = {"spot": "/api/v3/aggTrades", "usdm_futures": "/fapi/v1/aggTrades"}
-KLINES_PATHS: Final = {"spot": "/api/v3/klines", "usdm_futures": "/fapi/v1/klines"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ def endpoints_for(
 ) -> tuple[str, str]:
     """(WebSocket base, REST base) for a market: live Binance, configured URLs, or the local simulator."""
     if live:
-        return LIVE_WS_URLS[market], LIVE_REST_URLS[market]
+        return BINANCE_LIVE_WS_URLS[market], BINANCE_LIVE_REST_URLS[market]
     return (
         ws_url or f"ws://127.0.0.1:{simulator_port}",
         rest_url or f"http://127.0.0.1:{simulator_port}",
