@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from cryptolake.contract import POSITIVE_DECIMALS
 from cryptolake.tables import BRONZE_TRADES, SILVER_TRADES, SILVER_TRADES_QUARANTINE
 from cryptolake.utc import sql_timestamp
 
@@ -38,12 +39,13 @@ BRONZE_ROW_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")  # unique in
 #: (about 60 bytes a row in the driver's broadcast; the default 1 GiB driver keeps it well under 20 MB).
 MAX_BROADCAST_DUPLICATES = 250_000
 
-#: (reason code, SQL condition on a Bronze row); ``{latest}`` is the latest acceptable trade_time literal.
+#: (reason code, SQL condition on a Bronze row); ``{latest}`` is the latest acceptable trade_time literal. The
+#: decimals that must be positive are the trade contract's (``POSITIVE_DECIMALS``: price, quantity); a test holds
+#: these rules and the Soda checks of silver.trades to the contract's constants.
 RULES = (
     ("missing_symbol", "symbol IS NULL OR trim(symbol) = ''"),
     ("missing_trade_time", "trade_time IS NULL"),
-    ("non_positive_price", "price IS NULL OR price <= 0"),
-    ("non_positive_quantity", "quantity IS NULL OR quantity <= 0"),
+    *((f"non_positive_{name}", f"{name} IS NULL OR {name} <= 0") for name in POSITIVE_DECIMALS),
     ("future_trade_time", "trade_time > {latest}"),
 )
 
