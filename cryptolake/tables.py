@@ -325,11 +325,3 @@ ALL_TABLES: Final = (
     SILVER_TRADES,
     SILVER_TRADES_QUARANTINE,
 )
-
-
-def __getattr__(name: str) -> object:  # moved to cryptolake.broker; alias removed once importers move
-    if name in ("TRADES_TOPIC", "TRADES_DLQ_TOPIC"):
-        from cryptolake import broker
-
-        return getattr(broker, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

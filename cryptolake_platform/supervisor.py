@@ -17,13 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptolake_dagster.instance import prepare_dagster_home
-
 from cryptolake.broker import BrokerError, LocalBroker, ensure_topics, platform_topics, wait_until_ready
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 from cryptolake.logging import get_logger
 from cryptolake.processes import die_with_parent, stop_process
 from cryptolake.settings import REPO_ROOT, Settings
+from cryptolake_dagster.instance import prepare_dagster_home
 
 log = get_logger(__name__)
 MAX_RESTARTS = 5

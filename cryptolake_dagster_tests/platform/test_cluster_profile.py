@@ -20,10 +20,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from cryptolake_platform.cli import build_parser
 from cryptolake.lakehouse.catalog import catalog_kind, pyiceberg_properties
 from cryptolake.lakehouse.spark import ICEBERG_JAR, spark_conf
 from cryptolake.settings import REPO_ROOT, Settings
+from cryptolake_platform.cli import build_parser
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKER_DIR = REPO_ROOT / "infra" / "docker"
