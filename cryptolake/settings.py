@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptolake.contract.rules import Market
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
@@ -111,7 +113,7 @@ class Settings(BaseSettings):
     symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SYMBOLS), description="Symbols to ingest, comma separated."
     )
-    markets: Annotated[list[Literal["spot", "usdm_futures"]], NoDecode] = Field(
+    markets: Annotated[list[Market], NoDecode] = Field(
         default_factory=lambda: ["spot"], description="Markets to ingest: spot and/or usdm_futures."
     )
     coin_ids: dict[str, str] = Field(

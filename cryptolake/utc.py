@@ -12,7 +12,7 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
 # Below 2**33 s (year 2242) a double holds value / 1000 to within 0.48 us, and fromtimestamp rounds to the
 # nearest microsecond: the result is the exact millisecond, about 4x cheaper than divmod + replace.
-_FLOAT_EXACT_MS_LIMIT: Final = 2**33 * 1000
+FLOAT_EXACT_MS_LIMIT: Final = 2**33 * 1000
 _fromtimestamp: Final = datetime.fromtimestamp
 
 
@@ -23,7 +23,7 @@ def to_epoch_ms(moment: datetime) -> int:
 
 def from_epoch_ms(value: int) -> datetime:
     """The aware UTC datetime of an epoch-millisecond integer (exact, negative values included)."""
-    if type(value) is int and 0 <= value < _FLOAT_EXACT_MS_LIMIT:
+    if type(value) is int and 0 <= value < FLOAT_EXACT_MS_LIMIT:
         return _fromtimestamp(value / 1000, UTC)
     seconds, millis = divmod(value, 1000)
     return _fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
@@ -42,6 +42,11 @@ def start_of_day(day: date) -> datetime:
 def sql_timestamp(moment: datetime) -> str:
     """A Spark SQL ``TIMESTAMP`` literal of ``moment`` in UTC, to the microsecond (the session time zone is UTC)."""
     return f"TIMESTAMP '{as_utc(moment).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def sql_time_window(column: str, start: datetime, end: datetime) -> str:
+    """A Spark SQL condition: ``column`` in the half-open UTC window [start, end)."""
+    return f"{column} >= {sql_timestamp(start)} AND {column} < {sql_timestamp(end)}"
 
 
 def sql_date(day: date) -> str:

@@ -43,11 +43,11 @@ from cryptolake.contract.rules import (
     is_valid_symbol,
     plain_decimal_regex,
 )
-from cryptolake.utc import _FLOAT_EXACT_MS_LIMIT, EPOCH, from_epoch_ms
+from cryptolake.utc import EPOCH, FLOAT_EXACT_MS_LIMIT, from_epoch_ms
 
 #: The fast paths decide only times below this (year 2242): there ``from_epoch_ms()`` is one float division, which
 #: they inline. Later times take the checked path.
-FAST_PATH_TIME_LIMIT_MS: Final = _FLOAT_EXACT_MS_LIMIT
+FAST_PATH_TIME_LIMIT_MS: Final = FLOAT_EXACT_MS_LIMIT
 _ONE_MS: Final = timedelta(milliseconds=1)  # (moment - EPOCH) // _ONE_MS is to_epoch_ms(), inlined in hot paths
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cryptolake.utc import sql_timestamp
+from cryptolake.utc import sql_time_window
 from cryptolake_dagster.quality.soda_scan import SodaOutcome
 
 
@@ -24,4 +24,4 @@ def partition_filter(context: dg.AssetCheckExecutionContext, column: str) -> str
     """SQL condition: ``column`` in the time window of the partition being checked."""
     # Checks run inside the partitioned run that materialized the asset; use its partition window.
     start, end = context.op_execution_context.partition_time_window
-    return f"{column} >= {sql_timestamp(start)} AND {column} < {sql_timestamp(end)}"
+    return sql_time_window(column, start, end)

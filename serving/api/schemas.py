@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, WithJsonSchema
 
+from cryptolake.contract import Market
 from cryptolake.utc import as_utc
 from serving.api.lake import Interval
 
@@ -24,7 +25,6 @@ ExactDecimal = Annotated[
     WithJsonSchema({"type": "string", "format": "decimal", "examples": ["64123.45000000"]}, mode="serialization"),
 ]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-Market = Literal["spot", "usdm_futures"]
 
 
 class BarPublic(BaseModel):

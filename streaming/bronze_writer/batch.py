@@ -126,10 +126,6 @@ class DecodedBatch:
         ]
         return pa.Table.from_arrays(arrays, names=BRONZE_COLUMNS)
 
-    def trades_frame(self, written_at: datetime) -> pd.DataFrame:
-        """The valid rows as pandas (Decimal objects, UTC datetimes) — for inspection; the writer uses Arrow."""
-        return self.trades_table(written_at).to_pandas()
-
     def rejected_frame(self) -> pd.DataFrame:
         return pd.DataFrame.from_records(self.rejected, columns=REJECTED_COLUMNS)
 

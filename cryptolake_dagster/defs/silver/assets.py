@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from cryptolake.lakehouse.writes import merge_window, overwrite_window
 from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES, SILVER_TRADES_QUARANTINE, Table
+from cryptolake.utc import sql_time_window
 from cryptolake_dagster.asset_keys import BRONZE_TRADES_KEY, SILVER_TRADES_KEY, SILVER_TRADES_QUARANTINE_KEY
 from cryptolake_dagster.defs.silver.ohlcv_sql import BAR_KEY, BAR_VALUES, bars_query
 from cryptolake_dagster.defs.silver.trades_sql import (
@@ -35,7 +36,6 @@ from cryptolake_dagster.defs.silver.trades_sql import (
     quarantine_query,
     silver_query,
     sorted_silver_query,
-    window_condition,
 )
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 from cryptolake_dagster.run_snapshots import run_snapshot, run_snapshot_properties, snapshot_id
@@ -103,7 +103,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             spark,
             SILVER_TRADES,
             spark.sql(silver),
-            window_condition("trade_time", start, end),
+            sql_time_window("trade_time", start, end),
             run_snapshot_properties(context.run.run_id),
         )
         counts = bronze_stats.get  # waits for the overwrite's metrics; empty if Spark reported none
@@ -118,7 +118,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
                 SILVER_TRADES_QUARANTINE,
                 spark.sql(quarantine_query("silver_trades_checked")),
                 BRONZE_ROW_KEY,
-                window_condition("t.trade_time", start, end),
+                sql_time_window("t.trade_time", start, end),
                 "silver_trades_quarantine_batch",
                 compare=[column for column in QUARANTINE_COLUMNS if column not in BRONZE_ROW_KEY],
                 touch="quarantined_at",
@@ -132,7 +132,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
     if quarantined:
         counts = spark.sql(
             f"SELECT reason, count(*) AS rows FROM {SILVER_TRADES_QUARANTINE.identifier} "
-            f"WHERE {window_condition('trade_time', start, end)} GROUP BY reason"
+            f"WHERE {sql_time_window('trade_time', start, end)} GROUP BY reason"
         )
         reasons = {row["reason"]: int(row["rows"]) for row in counts.collect()}
 
@@ -179,7 +179,7 @@ def silver_ohlcv_1m(
         SILVER_OHLCV_1M,
         bars,
         BAR_KEY,
-        window_condition("t.minute", start, end),
+        sql_time_window("t.minute", start, end),
         "silver_ohlcv_1m_batch",
         compare=BAR_VALUES,
         touch="built_at",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cryptolake.tables import SILVER_TRADES
-from cryptolake.utc import sql_timestamp
+from cryptolake.utc import sql_time_window
 
 BAR_KEY = ("exchange", "market", "symbol", "minute")
 BAR_VALUES = (
@@ -30,7 +30,7 @@ def bars_query(start: datetime, end: datetime) -> str:
     return f"""
     WITH window_trades AS (
         SELECT * FROM {SILVER_TRADES.identifier}
-        WHERE trade_time >= {sql_timestamp(start)} AND trade_time < {sql_timestamp(end)}
+        WHERE {sql_time_window("trade_time", start, end)}
     )
     SELECT
         exchange, market, symbol,

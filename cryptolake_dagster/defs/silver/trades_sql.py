@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from cryptolake.contract import POSITIVE_DECIMALS
 from cryptolake.tables import BRONZE_TRADES, SILVER_TRADES, SILVER_TRADES_QUARANTINE
-from cryptolake.utc import sql_timestamp
+from cryptolake.utc import sql_time_window, sql_timestamp
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 NATURAL_KEY = ("exchange", "market", "symbol", "agg_trade_id")
@@ -56,11 +56,6 @@ QUARANTINE_COLUMNS = tuple(
 _CARRIED = tuple(name for name in SILVER_COLUMNS if name != "bronze_copies")  # Bronze columns kept in Silver
 
 
-def window_condition(column: str, start: datetime, end: datetime) -> str:
-    """``column`` in [start, end) — aligned with the day partitions when start/end are midnights."""
-    return f"{column} >= {sql_timestamp(start)} AND {column} < {sql_timestamp(end)}"
-
-
 def reason_expression(latest: datetime) -> str:
     """NULL for a valid row, else the comma-separated codes of the failed rules."""
     cases = ", ".join(
@@ -74,7 +69,7 @@ def checked_query(start: datetime, end: datetime, latest: datetime) -> str:
     return f"""
     SELECT {", ".join(_CARRIED)}, {reason_expression(latest)} AS reason
     FROM {BRONZE_TRADES.identifier}
-    WHERE {window_condition("trade_time", start, end)}
+    WHERE {sql_time_window("trade_time", start, end)}
     """
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from cryptolake.lakehouse.writes import merge_window, overwrite_window, rows_frame
 from cryptolake.tables import BRONZE_BINANCE_KLINES, BRONZE_COINGECKO_MARKET_CHART, BRONZE_FEAR_GREED
-from cryptolake.utc import as_utc, sql_date, sql_timestamp, start_of_day
+from cryptolake.utc import as_utc, sql_date, sql_time_window, start_of_day
 from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.clients import days_in
 from cryptolake_dagster.defs.sources.resources import BinanceKlinesResource, CoinGeckoResource, FearGreedResource
@@ -220,7 +220,7 @@ def bronze_binance_klines(
                         )
     spark = pyspark.spark_session
     frame = rows_frame(spark, BRONZE_BINANCE_KLINES, rows)
-    condition = f"open_time >= {sql_timestamp(start)} AND open_time < {sql_timestamp(end)}"
+    condition = sql_time_window("open_time", start, end)
     overwrite_window(spark, BRONZE_BINANCE_KLINES, frame, condition, run_snapshot_properties(context.run.run_id))
     per_interval = {
         interval: dg.MetadataValue.int(sum(r["interval"] == interval for r in rows))
