@@ -39,16 +39,11 @@ def daily_table_spec_kwargs(
 
 
 def daily_table_asset_kwargs(
-    table: Table,
-    group: str,
-    *,
-    freshness: dg.FreshnessPolicy,
-    kinds: Iterable[str] = SPARK_ICEBERG_KINDS,
-    metadata: dict[str, Any] | None = None,
-    backfill_policy: dg.BackfillPolicy | None = None,
+    table: Table, group: str, *, backfill_policy: dg.BackfillPolicy | None = None, **spec_options: Any
 ) -> dict[str, Any]:
-    """Keyword arguments of ``dg.asset``: the spec's, plus a backfill policy (default: one run per day)."""
+    """Keyword arguments of ``dg.asset``: the spec's (``spec_options`` as in :func:`daily_table_spec_kwargs`), plus
+    a backfill policy (default: one run per day)."""
     return {
-        **daily_table_spec_kwargs(table, group, freshness=freshness, kinds=kinds, metadata=metadata),
+        **daily_table_spec_kwargs(table, group, **spec_options),
         "backfill_policy": backfill_policy or dg.BackfillPolicy.multi_run(1),
     }

@@ -9,6 +9,7 @@ Binance connector (``streaming/connectors/binance``), the Bronze writer's vector
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -63,6 +64,16 @@ SCALE_UNITS: Final = {scale: Decimal(1).scaleb(-scale, EXACT) for scale in {PRIC
 # the fast ones. Bounded (like the Binance encoder's templates): junk symbols cannot grow it forever.
 VALID_SYMBOLS: dict[str, tuple[str, str]] = {}
 VALID_SYMBOLS_MAX: Final = 10_000
+
+
+def check_json(payload: bytes | str, *, empty_detail: str) -> Any:
+    """The parsed JSON of one message whose size is already checked: ``invalid_json`` for an empty or broken one."""
+    if not payload:
+        raise ContractError("invalid_json", empty_detail)
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
+        raise ContractError("invalid_json", str(exc)[:200]) from None
 
 
 def plain_decimal_regex(scale: int, integer_digits: int = MAX_INTEGER_DIGITS) -> str:

@@ -36,6 +36,7 @@ from cryptolake.contract.rules import (
     check_decimal,
     check_enum,
     check_int,
+    check_json,
     check_symbol,
     check_time,
     exact_multiply,
@@ -189,12 +190,7 @@ def _load_object(payload: bytes | str | dict[str, Any]) -> dict[str, Any]:
         return payload
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ContractError("oversized_message", f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
-    if not payload:
-        raise ContractError("invalid_json", "empty message (a null Kafka value / tombstone, or zero bytes)")
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
-        raise ContractError("invalid_json", str(exc)[:200]) from None
+    data = check_json(payload, empty_detail="empty message (a null Kafka value / tombstone, or zero bytes)")
     if not isinstance(data, dict):
         raise ContractError("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     return data

@@ -46,7 +46,7 @@ from cryptolake.contract import (
 from cryptolake.contract.trade import _fast_from_wire
 from cryptolake.settings import DEFAULT_COIN_IDS
 from cryptolake.utc import from_epoch_ms, to_epoch_ms
-from streaming.connectors.binance.encode import _encode_checked, _fast_encode, encode_binance_agg_trade
+from streaming.connectors.binance.encode import _TEMPLATES, _encode_checked, _fast_encode, encode_binance_agg_trade
 from streaming.connectors.binance.endpoints import unwrap_combined
 from streaming.connectors.binance.normalize import _fast_normalize, _normalize_checked, normalize_binance_agg_trade
 
@@ -508,6 +508,9 @@ def test_products_at_the_limits_take_the_same_decision_on_every_path(price: str,
     data = {"e": "aggTrade", "E": now_ms - 5, "s": "BTCUSDT", "a": 7, "p": price, "q": quantity, "f": 7, "l": 8,
             "T": now_ms - 5, "m": True}  # fmt: skip
     learn = {**data, "p": "1", "q": "1"}
+    # A stream's template is learned once and kept with the coin id of that first message: an earlier test's odd
+    # coin ids would leave this stream on the checked path (same answers, but not the fast path under test here).
+    _TEMPLATES.pop(("BTCUSDT", "spot", "ws"), None)
     for symbols in (None, frozenset({"BTCUSDT"})):
         normalize_binance_agg_trade(learn, market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=now)
         encode_binance_agg_trade(learn, market="spot", source="ws", coin_ids=DEFAULT_COIN_IDS, ingest_time=now)

@@ -22,17 +22,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from cryptolake.broker import TRADES_DLQ_TOPIC, TRADES_TOPIC
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.tables import BRONZE_TRADES_REJECTED
-from cryptolake_dagster_tests.streaming.ingest_helpers import (
-    all_bronze_offsets,
-    bronze_rows,
-    cli_env,
-    dead_letters,
-    start_bronze_writer,
-    start_producer,
-    stop,
-    wait_until,
-    writer_status,
-)
+from cryptolake_dagster_tests.streaming import ingest_helpers as ingest
 from cryptolake_dagster_tests.streaming.malformed_corpus import CORPUS_SYMBOL, KAFKA_CORPUS, WS_CORPUS, Malformed
 from simulators.binance import run_in_thread
 from streaming.bronze_writer.batch import MAX_REJECTED_RAW
@@ -49,14 +39,14 @@ def test_every_malformed_input_is_dead_lettered_or_rejected_and_the_pipeline_kee
     assert len(WS_CORPUS) + len(KAFKA_CORPUS) >= 30
     started = time.time()
     bootstrap = broker.bootstrap_servers
-    env = cli_env(bootstrap, SYMBOLS, CRYPTOLAKE_LOG_FORMAT="json", CRYPTOLAKE_WS_SILENCE_TIMEOUT_S="600")
+    env = ingest.cli_env(bootstrap, SYMBOLS, CRYPTOLAKE_LOG_FORMAT="json", CRYPTOLAKE_WS_SILENCE_TIMEOUT_S="600")
     producer_log, writer_log = tmp_path / "producer.log", tmp_path / "writer.log"
-    writer = start_bronze_writer(env, writer_log, "--commit-interval", "1")  # its JVM starts while the feed runs
+    writer = ingest.start_bronze_writer(env, writer_log, "--commit-interval", "1")  # its JVM starts while the feed runs
     try:
         with run_in_thread(
             symbols=tuple(SYMBOLS), rate=RATE, seed=17, max_trades=TRADES, wait_for_subscriber=True
         ) as simulator:
-            producer = start_producer(simulator, env, producer_log, "--no-checkpoint")
+            producer = ingest.start_producer(simulator, env, producer_log, "--no-checkpoint")
             try:
                 simulator.wait_for_emitted(TRADES // 3, timeout=60)
                 for entry in WS_CORPUS:  # one frame at a time: trades go out between them
@@ -64,21 +54,21 @@ def test_every_malformed_input_is_dead_lettered_or_rejected_and_the_pipeline_kee
                     time.sleep(0.01)
                 coordinates = _produce_foreign(bootstrap, KAFKA_CORPUS)
                 assert simulator.emitted_count() < TRADES, "the feed ended before the corpus: no trades after it"
-                wait_until(lambda: simulator.health()["feed_done"], 60, "the end of the feed")
+                ingest.wait_until(lambda: simulator.health()["feed_done"], 60, "the end of the feed")
                 expected = {(s, t["a"]): (t["p"], t["q"]) for s in SYMBOLS for t in simulator.history(s)}
                 assert len(expected) == TRADES
-                wait_until(
+                ingest.wait_until(
                     lambda: _producer_done(producer_log, len(WS_CORPUS)) or producer.poll() is not None,
                     60,
                     "the producer to publish every trade and dead letter",
                 )
-                wait_until(
-                    lambda: len(bronze_rows(settings, SYMBOLS)) >= TRADES or writer.poll() is not None,
+                ingest.wait_until(
+                    lambda: len(ingest.bronze_rows(settings, SYMBOLS)) >= TRADES or writer.poll() is not None,
                     120,
                     "every valid trade in bronze.trades",
                     interval=1.0,
                 )
-                wait_until(
+                ingest.wait_until(
                     lambda: (
                         _writer_counters(settings, started).get("rejected", 0) >= len(KAFKA_CORPUS)
                         or writer.poll() is not None
@@ -97,10 +87,10 @@ def test_every_malformed_input_is_dead_lettered_or_rejected_and_the_pipeline_kee
                 assert status["rejected_reasons"] == dict(Counter(e.reason for e in KAFKA_CORPUS)), status
             finally:  # while the simulator still answers: the producer's shutdown does not wait on REST retries
                 if producer.poll() is None:
-                    assert stop(producer) == 0, producer_log.read_text()[-3000:]
+                    assert ingest.stop(producer) == 0, producer_log.read_text()[-3000:]
     finally:
         if writer.poll() is None:
-            assert stop(writer) == 0, writer_log.read_text()[-3000:]
+            assert ingest.stop(writer) == 0, writer_log.read_text()[-3000:]
 
     _assert_dead_lettered(bootstrap, started)
     _assert_rejected(settings, coordinates)
@@ -146,14 +136,14 @@ def _producer_done(log: Path, dead_letters_expected: int) -> bool:
 
 def _writer_counters(settings, started: float) -> dict:
     """The status file of the writer started by this test (not one left by an earlier writer)."""
-    status = writer_status(settings)
+    status = ingest.writer_status(settings)
     return status if status.get("started_at", 0) >= started else {}
 
 
 def _assert_dead_lettered(bootstrap: str, started: float) -> None:
     by_raw = {e.raw_bytes[:MAX_DLQ_RAW_BYTES].decode("utf-8", "replace"): e for e in WS_CORPUS}
     assert len(by_raw) == len(WS_CORPUS)
-    ours = [d for d in dead_letters(bootstrap, TRADES_DLQ_TOPIC) if _epoch(d["received_at"]) >= started]
+    ours = [d for d in ingest.dead_letters(bootstrap, TRADES_DLQ_TOPIC) if _epoch(d["received_at"]) >= started]
     unknown = [d["raw"][:200] for d in ours if d["raw"] not in by_raw]
     assert not unknown, f"dead letters that are no corpus entry: {unknown}"
     seen = Counter(by_raw[d["raw"]].kind for d in ours)
@@ -177,12 +167,12 @@ def _assert_rejected(settings, coordinates: dict[str, tuple[int, int]]) -> None:
         assert row["reason"] == entry.reason, (entry.kind, row["reason"], row["detail"])
         assert row["raw"] == entry.raw_bytes[:MAX_REJECTED_RAW].decode("utf-8", "replace"), entry.kind
         assert row["detail"]
-    in_bronze = {(p, o) for topic, p, o in all_bronze_offsets(settings) if topic == TRADES_TOPIC}
+    in_bronze = {(p, o) for topic, p, o in ingest.all_bronze_offsets(settings) if topic == TRADES_TOPIC}
     assert in_bronze.isdisjoint(coordinates.values()), "a rejected message is also in bronze.trades"
 
 
 def _assert_valid_trades_exactly_once(settings, expected: dict[tuple[str, int], tuple[str, str]]) -> None:
-    rows = bronze_rows(settings, SYMBOLS)
+    rows = ingest.bronze_rows(settings, SYMBOLS)
     counts = Counter((r["symbol"], r["agg_trade_id"]) for r in rows)
     assert [k for k, n in counts.items() if n > 1] == [], "valid trades doubled in bronze.trades"
     assert set(counts) - set(expected) == set(), "rows in bronze.trades the exchange never traded"

@@ -32,34 +32,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from cryptolake.contract import (
-    DECIMAL_SCALES,
-    MARKETS,
-    MAX_FUTURE_MS,
-    MAX_INTEGER_DIGITS,
-    MAX_MESSAGE_BYTES,
-    MAX_SYMBOL_LENGTH,
-    MIN_TRADE_TIME_MS,
-    SCHEMA_VERSION,
-    SIDES,
-    SOURCES,
-    TRADE_FIELDS,
-    WIRE_FIELDS,
-)
-from cryptolake.contract.rules import plain_decimal_regex
+from cryptolake.contract import fields, rules
 from cryptolake.contract.trade import FAST_PATH_TIME_LIMIT_MS
 
 # The wire fields as Arrow's JSON reader reads them (their JSON types): decimals stay strings (checked and cast
 # afterwards), times stay epoch-millisecond integers.
 _JSON_TYPES = {"integer": pa.int64(), "boolean": pa.bool_(), "string": pa.string()}
-WIRE_SCHEMA = pa.schema([(field.wire_name, _JSON_TYPES[field.wire_type]) for field in TRADE_FIELDS])
-_NULLABLE = frozenset(field.wire_name for field in TRADE_FIELDS if field.nullable)
-_TIME_FIELDS = tuple(field.wire_name for field in TRADE_FIELDS if field.kind == "timestamp")
-_DECIMALS = DECIMAL_SCALES  # wire key -> scale
+WIRE_SCHEMA = pa.schema([(field.wire_name, _JSON_TYPES[field.wire_type]) for field in fields.TRADE_FIELDS])
+_NULLABLE = frozenset(field.wire_name for field in fields.TRADE_FIELDS if field.nullable)
+_TIME_FIELDS = tuple(field.wire_name for field in fields.TRADE_FIELDS if field.kind == "timestamp")
+_DECIMALS = fields.DECIMAL_SCALES  # wire key -> scale
 # The contract's rules as RE2 patterns (Arrow's regular expressions): an ASCII upper-case alphanumeric symbol
 # (str.isupper() also needs one cased character, the second pattern), plain decimals of at most the column's scale.
-_SYMBOL = rf"^[A-Z0-9]{{1,{MAX_SYMBOL_LENGTH}}}$"
-_PLAIN_DECIMALS = {name: f"^{plain_decimal_regex(scale)}$" for name, scale in _DECIMALS.items()}
+_SYMBOL = rf"^[A-Z0-9]{{1,{rules.MAX_SYMBOL_LENGTH}}}$"
+_PLAIN_DECIMALS = {name: f"^{rules.plain_decimal_regex(scale)}$" for name, scale in _DECIMALS.items()}
 _MIN_SPLIT = 64  # a failing block of at most this many messages goes to the per-message path whole
 _BLOCK_SIZE = 1 << 24
 
@@ -77,12 +63,12 @@ def certainly_valid(
 
     Every other message must go through the contract's per-message path.
     """
-    latest = now_ms + MAX_FUTURE_MS
+    latest = now_ms + rules.MAX_FUTURE_MS
     none = np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table()
     if not values or latest >= FAST_PATH_TIME_LIMIT_MS:
         return none
     lengths = np.fromiter(
-        (len(v) if v is not None and len(v) <= MAX_MESSAGE_BYTES else 0 for v in values), np.int64, len(values)
+        (len(v) if v is not None and len(v) <= rules.MAX_MESSAGE_BYTES else 0 for v in values), np.int64, len(values)
     )
     index = np.flatnonzero(lengths > 0)
     lines = _Lines(values, index)
@@ -138,7 +124,7 @@ class _Lines:
         except pa.ArrowInvalid:
             table = None
         if table is not None and table.num_rows == hi - lo:
-            return [(lo, hi, table.select(list(WIRE_FIELDS)))]
+            return [(lo, hi, table.select(list(fields.WIRE_FIELDS)))]
         if hi - lo <= _MIN_SPLIT:
             return []
         middle = (lo + hi) // 2
@@ -168,10 +154,10 @@ def _checked(
     """Mask over ``index``: exact canonical text (see the module doc) and every check of the contract's fast path."""
     conditions = [
         pc.equal(pc.cast(_canonical(t), pa.large_binary()), original),
-        pc.equal(t["schema_version"], SCHEMA_VERSION),
-        pc.is_in(t["market"], pa.array(MARKETS)),
-        pc.is_in(t["side"], pa.array(SIDES)),
-        pc.is_in(t["source"], pa.array(SOURCES)),
+        pc.equal(t["schema_version"], rules.SCHEMA_VERSION),
+        pc.is_in(t["market"], pa.array(rules.MARKETS)),
+        pc.is_in(t["side"], pa.array(rules.SIDES)),
+        pc.is_in(t["source"], pa.array(rules.SOURCES)),
         pc.equal(t["is_buyer_maker"], pc.equal(t["side"], "sell")),
         pc.match_substring_regex(t["symbol"], _SYMBOL),
         pc.match_substring_regex(t["symbol"], "[A-Z]"),
@@ -183,7 +169,7 @@ def _checked(
         pc.less_equal(t["first_trade_id"], t["last_trade_id"]),
     ]
     for name in _TIME_FIELDS:
-        conditions += [pc.greater_equal(t[name], MIN_TRADE_TIME_MS), pc.less_equal(t[name], latest)]
+        conditions += [pc.greater_equal(t[name], rules.MIN_TRADE_TIME_MS), pc.less_equal(t[name], latest)]
     for name, plain in _PLAIN_DECIMALS.items():
         conditions.append(pc.match_substring_regex(t[name], plain))
     mask = _all(conditions)
@@ -192,7 +178,7 @@ def _checked(
     # Decimal arithmetic only on rows whose strings are plain decimals (the casts cannot fail on those).
     rows = pa.array(mask)
     wide_price, wide_quantity, wide_quote = (
-        pc.cast(t[name].filter(rows), pa.decimal256(MAX_INTEGER_DIGITS + _DECIMALS[name], _DECIMALS[name]))
+        pc.cast(t[name].filter(rows), pa.decimal256(rules.MAX_INTEGER_DIGITS + _DECIMALS[name], _DECIMALS[name]))
         for name in ("price", "quantity", "quote_quantity")
     )
     arithmetic = _all(

@@ -8,12 +8,14 @@
   Spark ``overwrite(open_time in window)``. Days before the resource's ``start_date`` are skipped.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
 from cryptolake.lakehouse.writes import merge_window, overwrite_window, rows_frame
-from cryptolake.tables import BRONZE_BINANCE_KLINES, BRONZE_COINGECKO_MARKET_CHART, BRONZE_FEAR_GREED
+from cryptolake.tables import BRONZE_BINANCE_KLINES, BRONZE_COINGECKO_MARKET_CHART, BRONZE_FEAR_GREED, Table
 from cryptolake.utc import as_utc, sql_date, sql_time_window, start_of_day
 from cryptolake_dagster.asset_keys import table_key
 from cryptolake_dagster.defs.sources.clients import days_in
@@ -33,6 +35,21 @@ SOURCE_KINDS = ("python", "spark", "iceberg")
 SOURCE_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL)
 
 
+def _source_asset(table: Table, source: str, **options: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` of a batch source's Bronze table: daily partitions, freshness, kinds and retries."""
+    return dg.asset(
+        **daily_table_asset_kwargs(
+            table,
+            "bronze",
+            freshness=DAILY_SOURCE_FRESHNESS,
+            kinds=SOURCE_KINDS,
+            metadata={"source": source},
+            **options,
+        ),
+        retry_policy=SOURCE_RETRY_POLICY,
+    )
+
+
 def _request_metadata(*clients: object) -> dict[str, dg.MetadataValue]:
     stats = [client.http.stats for client in clients]  # type: ignore[attr-defined]
     return {
@@ -43,16 +60,7 @@ def _request_metadata(*clients: object) -> dict[str, dg.MetadataValue]:
     }
 
 
-@dg.asset(
-    **daily_table_asset_kwargs(
-        BRONZE_COINGECKO_MARKET_CHART,
-        "bronze",
-        freshness=DAILY_SOURCE_FRESHNESS,
-        kinds=SOURCE_KINDS,
-        metadata={"source": "CoinGecko market_chart/range"},
-    ),
-    retry_policy=SOURCE_RETRY_POLICY,
-)
+@_source_asset(BRONZE_COINGECKO_MARKET_CHART, "CoinGecko market_chart/range")
 def bronze_coingecko_market_chart(
     context: dg.AssetExecutionContext,
     coingecko: CoinGeckoResource,
@@ -110,17 +118,7 @@ def bronze_coingecko_market_chart(
     )
 
 
-@dg.asset(
-    **daily_table_asset_kwargs(
-        BRONZE_FEAR_GREED,
-        "bronze",
-        freshness=DAILY_SOURCE_FRESHNESS,
-        kinds=SOURCE_KINDS,
-        metadata={"source": "Alternative.me /fng/"},
-        backfill_policy=dg.BackfillPolicy.single_run(),
-    ),
-    retry_policy=SOURCE_RETRY_POLICY,
-)
+@_source_asset(BRONZE_FEAR_GREED, "Alternative.me /fng/", backfill_policy=dg.BackfillPolicy.single_run())
 def bronze_fear_greed(
     context: dg.AssetExecutionContext,
     fear_greed: FearGreedResource,
@@ -162,16 +160,7 @@ def bronze_fear_greed(
     )
 
 
-@dg.asset(
-    **daily_table_asset_kwargs(
-        BRONZE_BINANCE_KLINES,
-        "bronze",
-        freshness=DAILY_SOURCE_FRESHNESS,
-        kinds=SOURCE_KINDS,
-        metadata={"source": "Binance REST klines"},
-    ),
-    retry_policy=SOURCE_RETRY_POLICY,
-)
+@_source_asset(BRONZE_BINANCE_KLINES, "Binance REST klines")
 def bronze_binance_klines(
     context: dg.AssetExecutionContext,
     binance_klines: BinanceKlinesResource,

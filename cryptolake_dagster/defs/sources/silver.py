@@ -17,7 +17,9 @@ rows of the window with no source row, so re-running a partition converges and a
 nothing.
 """
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -27,6 +29,7 @@ from cryptolake.tables import (
     BRONZE_FEAR_GREED,
     SILVER_DAILY_PRICES,
     SILVER_FEAR_GREED,
+    Table,
 )
 from cryptolake.utc import sql_date
 from cryptolake_dagster.asset_keys import table_key
@@ -35,6 +38,9 @@ from cryptolake_dagster.defs.sources.clients import days_in
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 from cryptolake_dagster.run_snapshots import snapshot_id
 from cryptolake_dagster.table_assets import daily_table_asset_kwargs
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 SILVER_DAILY_PRICES_KEY = table_key(SILVER_DAILY_PRICES)
 SILVER_FEAR_GREED_KEY = table_key(SILVER_FEAR_GREED)
@@ -83,30 +89,44 @@ def fear_greed_query(first: date, last: date) -> str:
     """
 
 
-@dg.asset(
-    **daily_table_asset_kwargs(
-        SILVER_DAILY_PRICES, "silver", freshness=DAILY_SILVER_FRESHNESS, backfill_policy=dg.BackfillPolicy.single_run()
-    ),
-    deps=[BRONZE_COINGECKO_MARKET_CHART_KEY],
-)
+def _silver_asset(table: Table, upstream: dg.AssetKey) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` of a batch source's Silver table: daily partitions, one MERGE for a backfill."""
+    return dg.asset(
+        **daily_table_asset_kwargs(
+            table, "silver", freshness=DAILY_SILVER_FRESHNESS, backfill_policy=dg.BackfillPolicy.single_run()
+        ),
+        deps=[upstream],
+    )
+
+
+def _merge_days(
+    context: dg.AssetExecutionContext,
+    pyspark: LakehouseSparkResource,
+    table: Table,
+    query: Callable[[date, date], str],
+    keys: list[str],
+    compare: tuple[str, ...],
+) -> tuple["DataFrame", list[date]]:
+    """MERGE ``query(first, last)`` over the partition's days into ``table`` (window ``day`` in those days); the
+    batch is returned cached, for the caller's statistics (unpersist it after)."""
+    start, end = context.partition_time_window
+    days = days_in(start, end)
+    spark = pyspark.spark_session
+    batch = spark.sql(query(days[0], days[-1])).cache()
+    window = f"t.day >= {sql_date(days[0])} AND t.day <= {sql_date(days[-1])}"
+    merge_window(
+        spark, table, batch, keys, window, f"{table.namespace}_{table.name}_batch", compare=compare, touch="updated_at"
+    )
+    return batch, days
+
+
+@_silver_asset(SILVER_DAILY_PRICES, BRONZE_COINGECKO_MARKET_CHART_KEY)
 def silver_daily_prices(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
 ) -> dg.MaterializeResult:
     """Daily coin prices for the partition's day(s) from Bronze CoinGecko points (MERGE: re-runs converge)."""
-    start, end = context.partition_time_window
-    days = days_in(start, end)
-    spark = pyspark.spark_session
-    batch = spark.sql(daily_prices_query(days[0], days[-1])).cache()
-    window = f"t.day >= {sql_date(days[0])} AND t.day <= {sql_date(days[-1])}"
-    merge_window(
-        spark,
-        SILVER_DAILY_PRICES,
-        batch,
-        ["coin_id", "day"],
-        window,
-        "silver_daily_prices_batch",
-        compare=DAILY_PRICE_VALUES,
-        touch="updated_at",
+    batch, days = _merge_days(
+        context, pyspark, SILVER_DAILY_PRICES, daily_prices_query, ["coin_id", "day"], DAILY_PRICE_VALUES
     )
     stats = batch.selectExpr(
         "count(*) AS rows", "count(DISTINCT coin_id) AS coins", "count_if(is_provisional) AS provisional"
@@ -124,31 +144,12 @@ def silver_daily_prices(
     )
 
 
-@dg.asset(
-    **daily_table_asset_kwargs(
-        SILVER_FEAR_GREED, "silver", freshness=DAILY_SILVER_FRESHNESS, backfill_policy=dg.BackfillPolicy.single_run()
-    ),
-    deps=[BRONZE_FEAR_GREED_KEY],
-)
+@_silver_asset(SILVER_FEAR_GREED, BRONZE_FEAR_GREED_KEY)
 def silver_fear_greed(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
 ) -> dg.MaterializeResult:
     """The Fear & Greed value per UTC day of the partition's day(s) (MERGE: re-runs converge)."""
-    start, end = context.partition_time_window
-    days = days_in(start, end)
-    spark = pyspark.spark_session
-    batch = spark.sql(fear_greed_query(days[0], days[-1])).cache()
-    window = f"t.day >= {sql_date(days[0])} AND t.day <= {sql_date(days[-1])}"
-    merge_window(
-        spark,
-        SILVER_FEAR_GREED,
-        batch,
-        ["day"],
-        window,
-        "silver_fear_greed_batch",
-        compare=FEAR_GREED_VALUES,
-        touch="updated_at",
-    )
+    batch, days = _merge_days(context, pyspark, SILVER_FEAR_GREED, fear_greed_query, ["day"], FEAR_GREED_VALUES)
     rows = batch.count()
     batch.unpersist()
     return dg.MaterializeResult(

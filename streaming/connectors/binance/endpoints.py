@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptolake.contract import MAX_MESSAGE_BYTES, ContractError, Market
+from cryptolake.contract.rules import check_json
 from cryptolake.endpoints import BINANCE_LIVE_REST_URLS, BINANCE_LIVE_WS_URLS
 
 MAX_STREAMS_PER_CONNECTION: Final = {"spot": 1024, "usdm_futures": 200}
@@ -48,12 +48,7 @@ def unwrap_combined(text: str | bytes) -> dict[str, Any] | None:
         size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_MESSAGE_BYTES:
         raise ContractError("oversized_message", f"{size} bytes > {MAX_MESSAGE_BYTES}")
-    if not text:
-        raise ContractError("invalid_json", "empty frame")
-    try:
-        message = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
-        raise ContractError("invalid_json", str(exc)[:200]) from None
+    message = check_json(text, empty_detail="empty frame")
     if not isinstance(message, dict):
         raise ContractError("not_an_object", f"frame is a {type(message).__name__}")
     data = message.get("data", message) if "stream" in message else message
