@@ -42,15 +42,15 @@ SECTION_TITLE = "Silver OHLCV build"
 TARGET_SECONDS = 60.0
 BAR_COLUMNS = (
     "open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap", "buy_volume", "sell_volume",
-    "first_agg_trade_id", "last_agg_trade_id",
+    "first_agg_trade_id", "last_agg_trade_id", "agg_trade_count", "taker_buy_quote_volume",
 )  # fmt: skip
 #: The bar columns in cumulative groups, to time what each kind of column adds to the bars aggregate (Spark prunes
 #: the aggregates of the columns not selected from ``bars_query``).
 BREAKDOWN = (
-    ("trade_count, first/last agg id (scan, minute keys, counts)", ("trade_count", "first_agg_trade_id", "last_agg_trade_id")),
+    ("trade_count, first/last agg id (scan, minute keys, counts)", ("trade_count", "agg_trade_count", "first_agg_trade_id", "last_agg_trade_id")),
     ("+ open, high, low, close (DECIMAL(28,8) min/max/min_by/max_by)", ("open", "high", "low", "close")),
     ("+ volume, buy_volume, sell_volume (DECIMAL(38,8) sums)", ("volume", "buy_volume", "sell_volume")),
-    ("+ quote_volume, vwap (DECIMAL(38,16) sum): every column", ("quote_volume", "vwap")),
+    ("+ quote_volume, taker buy quote, vwap (DECIMAL(38,16) sums): every column", ("quote_volume", "taker_buy_quote_volume", "vwap")),
 )  # fmt: skip
 _STARTED = time.monotonic()
 
@@ -202,7 +202,9 @@ bars AS (
         arg_max(price, agg_trade_id) AS close,
         sum(quantity) AS volume,
         sum(quote_quantity) AS quote_volume,
-        count(*) AS trade_count,
+        sum(last_trade_id - first_trade_id + 1) AS trade_count,
+        count(*) AS agg_trade_count,
+        coalesce(sum(CASE WHEN side = 'buy' THEN quote_quantity END), 0) AS taker_buy_quote_volume,
         coalesce(sum(CASE WHEN side = 'buy' THEN quantity END), 0) AS buy_volume,
         coalesce(sum(CASE WHEN side = 'sell' THEN quantity END), 0) AS sell_volume,
         min(agg_trade_id) AS first_agg_trade_id,
@@ -221,7 +223,7 @@ unscaled AS (
 SELECT
     exchange, market, symbol, minute, open, high, low, close, volume, quote_volume, trade_count,
     CAST(CAST((2 * q + v) // (2 * v) AS DECIMAL(38, 0)) * 0.00000001::DECIMAL(9, 8) AS DECIMAL(28, 8)) AS vwap,
-    buy_volume, sell_volume, first_agg_trade_id, last_agg_trade_id
+    buy_volume, sell_volume, first_agg_trade_id, last_agg_trade_id, agg_trade_count, taker_buy_quote_volume
 FROM unscaled
 ORDER BY exchange, market, symbol, minute
 """

@@ -151,16 +151,20 @@ SILVER_OHLCV_1M: Final = Table(
         ("close", PRICE, True, "Price of the highest aggregate id in the minute"),
         ("volume", SUM_QUANTITY, True, "Sum of quantity"),
         ("quote_volume", QUOTE, True, "Sum of price * quantity"),
-        ("trade_count", LongType(), True, "Distinct aggregate trades"),
+        ("trade_count", LongType(), True, "Raw trades: sum of last_trade_id - first_trade_id + 1 (Binance's kline n)"),
         ("vwap", PRICE, True, "quote_volume / volume, rounded half-up to 8 decimals"),
         ("buy_volume", SUM_QUANTITY, True, "Volume where the aggressor bought"),
         ("sell_volume", SUM_QUANTITY, True, "Volume where the aggressor sold"),
         ("first_agg_trade_id", LongType(), True, "Lowest aggregate id"),
         ("last_agg_trade_id", LongType(), True, "Highest aggregate id"),
         ("built_at", TimestamptzType(), True, "Time the row was computed (UTC)"),
+        # added in schema evolution (optional: bootstrap adds them to existing tables, whose rows keep null)
+        ("agg_trade_count", LongType(), False, "Distinct aggregate trades"),
+        ("taker_buy_quote_volume", QUOTE, False, "Quote volume where the aggressor bought (Binance's kline Q)"),
     ),
     partition_source="minute",
-    description="1-minute OHLCV bars per symbol from deduplicated Bronze trades.",
+    description="1-minute OHLCV bars per symbol from deduplicated Bronze trades; where every trade of the minute "
+    "is held, field by field Binance's 1m kline.",
 )
 
 # --- Batch sources (CoinGecko, Alternative.me Fear & Greed, Binance REST klines) and their Silver tables ----------

@@ -124,17 +124,19 @@ def _silver_bars(seed: int) -> list[dict[str, Any]]:
             for _ in range(rng.randint(1, 4)):
                 price = max(Decimal(1), price + Decimal(rng.randint(-500_000_000, 500_000_000)) * E8)
                 quantity = Decimal(rng.randint(1, 300_000_000)) * E8
-                trades.append((agg_id, price, quantity, rng.choice(("buy", "sell"))))
+                trades.append((agg_id, price, quantity, rng.choice(("buy", "sell")), rng.randint(1, 5)))
                 agg_id += rng.randint(1, 3)
-            volume = sum((q for _, _, q, _ in trades), Decimal(0))
-            quote = sum((p * q for _, p, q, _ in trades), Decimal(0))
+            volume = sum((q for _, _, q, _, _ in trades), Decimal(0))
+            quote = sum((p * q for _, p, q, _, _ in trades), Decimal(0))
             bars.append({
                 "exchange": "binance", "market": market, "symbol": symbol, "minute": start + timedelta(minutes=i),
                 "open": trades[0][1], "high": max(t[1] for t in trades), "low": min(t[1] for t in trades),
-                "close": trades[-1][1], "volume": volume, "quote_volume": quote, "trade_count": len(trades),
+                "close": trades[-1][1], "volume": volume, "quote_volume": quote, "trade_count": sum(t[4] for t in trades),
+                "agg_trade_count": len(trades),
+                "taker_buy_quote_volume": sum((p * q for _, p, q, s, _ in trades if s == "buy"), Decimal(0)),
                 "vwap": _vwap(quote, volume),
-                "buy_volume": sum((q for _, _, q, s in trades if s == "buy"), Decimal(0)),
-                "sell_volume": sum((q for _, _, q, s in trades if s == "sell"), Decimal(0)),
+                "buy_volume": sum((q for _, _, q, s, _ in trades if s == "buy"), Decimal(0)),
+                "sell_volume": sum((q for _, _, q, s, _ in trades if s == "sell"), Decimal(0)),
                 "first_agg_trade_id": trades[0][0], "last_agg_trade_id": trades[-1][0], "built_at": built_at,
             })  # fmt: skip
     return bars
@@ -164,6 +166,8 @@ def _expected_hours(bars: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any
             "buy_volume": sum(b["buy_volume"] for b in minutes), "sell_volume": sum(b["sell_volume"] for b in minutes),
             "first_agg_trade_id": minutes[0]["first_agg_trade_id"],
             "last_agg_trade_id": minutes[-1]["last_agg_trade_id"], "minute_count": len(minutes),
+            "agg_trade_count": sum(b["agg_trade_count"] for b in minutes),
+            "taker_buy_quote_volume": sum(b["taker_buy_quote_volume"] for b in minutes),
         }  # fmt: skip
     return expected
 
@@ -177,6 +181,8 @@ def _change_minute(bars: list[dict[str, Any]], at_or_after: datetime, market: st
     bar["volume"] += Decimal("0.5")
     bar["buy_volume"] += Decimal("0.5")
     bar["quote_volume"] += Decimal("0.5") * bar["high"]
+    bar["taker_buy_quote_volume"] += Decimal("0.5") * bar["high"]
+    bar["agg_trade_count"] += 1
     bar["vwap"] = _vwap(bar["quote_volume"], bar["volume"])
     bar["trade_count"] += 1
     bar["last_agg_trade_id"] += 1  # ids of the instrument's next minute are at least 1 higher
@@ -262,6 +268,7 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
         "volume": "decimal(38, 8)", "quote_volume": "decimal(38, 16)", "trade_count": "long",
         "vwap": "decimal(28, 8)", "buy_volume": "decimal(38, 8)", "sell_volume": "decimal(38, 8)",
         "first_agg_trade_id": "long", "last_agg_trade_id": "long", "minute_count": "long",
+        "agg_trade_count": "long", "taker_buy_quote_volume": "decimal(38, 16)",
     }  # fmt: skip
     assert [(f.name, str(f.transform)) for f in gold.spec().fields] == [("hour_day", "day")]
     expected_v1 = _expected_hours(bars)
@@ -316,3 +323,33 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
     for leftover in ("metastore_db", "derby.log", "spark-warehouse"):
         assert not (tmp_path / leftover).exists(), f"dbt-spark created {leftover} in its working directory"
     print(f"dbt build timings (s): {', '.join(f'{t:.1f}' for t in timings)}")
+
+
+def test_gold_table_of_the_previous_version_gains_the_new_bar_columns(tmp_path: Path) -> None:
+    """A gold.fct_ohlcv_1h built before agg_trade_count / taker_buy_quote_volume existed: the next incremental run
+    appends the columns (on_schema_change) and fills them for the hours it rebuilds; the other rows keep their values."""
+    settings = Settings(state_dir=tmp_path / "state", spark_shuffle_partitions=1)
+    prepare_spark_environment(settings)
+    catalog = get_catalog(settings)
+    silver = catalog.load_table(SILVER_OHLCV_1M.identifier)
+    bars = _silver_bars(seed=5)
+    silver.append(pa.Table.from_pylist(bars, schema=silver.schema().as_arrow()))
+    _dbt_build(settings, tmp_path, None, "--select", "fct_ohlcv_1h")
+    new_columns = ("agg_trade_count", "taker_buy_quote_volume")
+    with catalog.load_table(FCT).update_schema() as update:  # the table as the previous version left it
+        for name in new_columns:
+            update.delete_column(name)
+    before = _by_key(_gold_rows(settings, FCT))
+
+    window = {"min_date": "2024-03-02 00:00:00", "max_date": "2024-03-02 01:00:00"}
+    _dbt_build(settings, tmp_path, window, "--select", "fct_ohlcv_1h")
+    gold = catalog.load_table(FCT)
+    assert [f.name for f in gold.schema().fields][-2:] == list(new_columns)
+    after = _by_key(_gold_rows(settings, FCT))
+    expected = _expected_hours(bars)
+    assert set(after) == set(before) == set(expected)
+    for key, row in after.items():
+        if key[3] == datetime(2024, 3, 2, 0, tzinfo=UTC):  # rebuilt: every column, the new ones included
+            assert row == expected[key]
+        else:  # untouched: the old values, null in the new columns
+            assert row == {**before[key], **dict.fromkeys(new_columns)}

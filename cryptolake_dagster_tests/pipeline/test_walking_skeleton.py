@@ -2,7 +2,8 @@
 
 recorded-format trades -> exchange simulator (WebSocket) -> producer CLI -> local Kafka broker -> Bronze writer
 CLI (Spark -> Iceberg) -> Dagster job (Silver Spark asset, dbt Gold model, Soda checks) -> FastAPI over HTTP.
-The API's bars must equal an independent recomputation from the trades the test generated.
+The API's bars must equal an independent recomputation from the trades the test generated, and Silver's 1-minute
+bars must equal the exchange's own 1m klines (the simulator's REST ``/api/v3/klines``) field by field.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 import requests
@@ -23,7 +24,7 @@ from pyiceberg.expressions import In
 from cryptolake.broker import free_port
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.settings import REPO_ROOT
-from cryptolake.tables import BRONZE_TRADES
+from cryptolake.tables import BRONZE_TRADES, SILVER_OHLCV_1M
 from cryptolake_dagster_tests.pipeline.trade_fixtures import expected_bars, generate_trades, write_recording
 from simulators.binance import run_in_thread
 
@@ -32,6 +33,22 @@ START = DAY + timedelta(hours=10)
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 PER_SYMBOL = 400
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume", "vwap", "buy_volume", "sell_volume")
+
+
+def _exchange_klines(rest_url: str) -> dict[tuple[str, datetime], list]:
+    """The simulator's 1m klines of every symbol over the trades' window, as Binance serves them."""
+    klines = {}
+    for symbol in SYMBOLS:
+        response = requests.get(
+            f"{rest_url}/api/v3/klines",
+            params={"symbol": symbol, "interval": "1m", "startTime": int(START.timestamp() * 1000),
+                    "endTime": int((START + timedelta(hours=2)).timestamp() * 1000), "limit": 1000},
+            timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        for row in response.json():
+            klines[(symbol, datetime.fromtimestamp(row[0] / 1000, UTC))] = row
+    return klines
 
 
 def _run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -81,12 +98,23 @@ def ingested(settings, broker, tmp_path_factory):
             output = producer.communicate(timeout=30)[0]
         assert producer.returncode == 0, output
         assert "producer stopped" in output and "undelivered=0" in output, output
+        klines = _exchange_klines(simulator.rest_url)
     writer = _run_cli(["streaming.bronze_writer", "--commit-interval", "2", "--exit-when-idle", "6"], env, timeout=300)
     assert writer.returncode == 0, writer.stdout + writer.stderr
-    return trades
+    return trades, klines
+
+
+@pytest.fixture(scope="module")
+def built(ingested):
+    """Silver, Gold and their checks for the day, built once by the real job."""
+    from cryptolake_dagster.definitions import load_definitions
+
+    job = load_definitions().get_job_def("silver_gold_daily")
+    return job.execute_in_process(partition_key=DAY.date().isoformat())
 
 
 def test_bronze_holds_every_trade_once_with_exact_decimals(ingested, settings) -> None:
+    ingested, _ = ingested
     rows = (
         get_catalog(settings)
         .load_table(BRONZE_TRADES.identifier)
@@ -103,12 +131,9 @@ def test_bronze_holds_every_trade_once_with_exact_decimals(ingested, settings) -
         assert row["trade_time"] == trade.time
 
 
-def test_api_serves_bars_equal_to_recomputation(ingested, settings, api_url) -> None:
-    from cryptolake_dagster.definitions import load_definitions
-
-    result = (
-        load_definitions().get_job_def("silver_gold_daily").execute_in_process(partition_key=DAY.date().isoformat())
-    )
+def test_api_serves_bars_equal_to_recomputation(ingested, built, settings, api_url) -> None:
+    ingested, _ = ingested
+    result = built
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(check.passed for check in checks), [(c.check_name, c.metadata) for c in checks]
@@ -133,3 +158,35 @@ def test_api_serves_bars_equal_to_recomputation(ingested, settings, api_url) -> 
                     assert isinstance(bar[column], str), f"{column} must be an exact decimal string"
                     assert Decimal(bar[column]) == exp[column], (interval, symbol, moment, column)
                 assert bar["trade_count"] == exp["trade_count"]
+
+
+def test_silver_bars_equal_the_exchange_klines_field_by_field(ingested, built, settings) -> None:
+    """Binance's kline fields (open, high, low, close, volume, quote volume, n, V, Q) from our trades: n counts raw
+    trades. The exchange prints decimals at 8 places, so our exact quote volumes are compared at that precision."""
+    trades, klines = ingested
+    assert built.success
+    rows = (
+        get_catalog(settings)
+        .load_table(SILVER_OHLCV_1M.identifier)
+        .scan(row_filter=In("symbol", SYMBOLS))
+        .to_arrow()
+        .to_pylist()
+    )
+    ours = {(r["symbol"], r["minute"]): r for r in rows if r["minute"].date() == DAY.date()}
+    assert set(ours) == set(klines) and len(ours) > 100
+    eight = Decimal("0.00000001")
+    # each generated aggregate covers two raw trades: n counts those, not the aggregates
+    assert all(r["trade_count"] > r["agg_trade_count"] for r in ours.values())
+    for key, kline in klines.items():
+        bar = ours[key]
+        theirs = {
+            "open": Decimal(kline[1]), "high": Decimal(kline[2]), "low": Decimal(kline[3]), "close": Decimal(kline[4]),
+            "volume": Decimal(kline[5]), "quote_volume": Decimal(kline[7]), "trade_count": kline[8],
+            "buy_volume": Decimal(kline[9]), "taker_buy_quote_volume": Decimal(kline[10]),
+        }  # fmt: skip
+        mine = {name: bar[name] for name in theirs}
+        for name in ("quote_volume", "taker_buy_quote_volume"):
+            mine[name] = mine[name].quantize(eight, rounding=ROUND_HALF_EVEN)
+        assert mine == theirs, key
+    by_minute = {(t.symbol, t.time.replace(second=0, microsecond=0)) for t in trades}
+    assert by_minute == set(ours)

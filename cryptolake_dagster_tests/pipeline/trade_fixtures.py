@@ -20,12 +20,20 @@ class RawTrade:
     buyer_is_maker: bool
     time: datetime
 
+    @property
+    def first_id(self) -> int:
+        return self.agg_id * 2
+
+    @property
+    def last_id(self) -> int:
+        return self.agg_id * 2 + 1
+
     def message(self) -> str:
         """The Binance spot combined-stream text for this trade."""
         ms = int(self.time.timestamp() * 1000)
         data = {
             "e": "aggTrade", "E": ms + 3, "s": self.symbol, "a": self.agg_id, "p": f"{self.price:.8f}",
-            "q": f"{self.qty:.8f}", "f": self.agg_id * 2, "l": self.agg_id * 2 + 1, "T": ms,
+            "q": f"{self.qty:.8f}", "f": self.first_id, "l": self.last_id, "T": ms,
             "m": self.buyer_is_maker, "M": True,
         }  # fmt: skip
         return json.dumps({"stream": f"{self.symbol.lower()}@aggTrade", "data": data}, separators=(",", ":"))
@@ -72,7 +80,7 @@ def expected_bars(trades: list[RawTrade], bucket: timedelta) -> dict[tuple[str, 
             "close": members[-1].price,
             "volume": volume,
             "quote_volume": quote,
-            "trade_count": len(members),
+            "trade_count": sum(t.last_id - t.first_id + 1 for t in members),  # raw trades, Binance's kline n
             "vwap": (quote / volume).quantize(Decimal("0.00000001"), rounding=ROUND_HALF_UP),
             "buy_volume": sum((t.qty for t in members if not t.buyer_is_maker), Decimal(0)),
             "sell_volume": sum((t.qty for t in members if t.buyer_is_maker), Decimal(0)),

@@ -71,3 +71,39 @@ def test_bootstrap_is_idempotent(settings) -> None:
         loaded = catalog.load_table(table.identifier)
         assert loaded.schema() == table.schema
         assert loaded.properties["write.parquet.compression-codec"] == "zstd"
+
+
+def test_bootstrap_migrates_a_table_of_the_previous_version_and_keeps_its_rows(tmp_path) -> None:
+    """silver.ohlcv_1m as the previous version created it (no agg_trade_count / taker_buy_quote_volume) gains the new
+    columns at bootstrap, with the registry's field ids; its rows keep every value and read null in the new ones."""
+    from cryptolake.settings import Settings
+    from cryptolake.tables import SILVER_OHLCV_1M
+
+    settings = Settings(state_dir=tmp_path / "state", profile="local", catalog_uri=None, warehouse=None)
+    catalog = get_catalog(settings)
+    catalog.create_namespace("silver")
+    new_columns = {"agg_trade_count", "taker_buy_quote_volume"}
+    old_schema = Schema(*(f for f in SILVER_OHLCV_1M.schema.fields if f.name not in new_columns))
+    old = catalog.create_table(
+        SILVER_OHLCV_1M.identifier, schema=old_schema, partition_spec=SILVER_OHLCV_1M.partition_spec()
+    )
+    minute = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    row = {
+        "exchange": "binance", "market": "spot", "symbol": "BTCUSDT", "minute": minute,
+        "open": Decimal("61000.10000000"), "high": Decimal("61010.00000000"), "low": Decimal("60990.00000000"),
+        "close": Decimal("61005.00000000"), "volume": Decimal("1.50000000"),
+        "quote_volume": Decimal("91507.5000000000000000"), "trade_count": 7, "vwap": Decimal("61005.00000000"),
+        "buy_volume": Decimal("1.00000000"), "sell_volume": Decimal("0.50000000"), "first_agg_trade_id": 10,
+        "last_agg_trade_id": 16, "built_at": minute,
+    }  # fmt: skip
+    old.append(pa.Table.from_pylist([row], schema=old_schema.as_arrow()))
+
+    bootstrap_lakehouse(settings)
+    bootstrap_lakehouse(settings)  # a second run finds nothing to add
+
+    migrated = catalog.load_table(SILVER_OHLCV_1M.identifier)
+    as_ids = [(f.field_id, f.name, str(f.field_type)) for f in migrated.schema().fields]
+    assert as_ids == [(f.field_id, f.name, str(f.field_type)) for f in SILVER_OHLCV_1M.schema.fields]
+    assert len(migrated.metadata.snapshots) == 1  # schema evolution rewrote no data
+    rows = migrated.scan().to_arrow().to_pylist()
+    assert rows == [{**row, "agg_trade_count": None, "taker_buy_quote_volume": None}]

@@ -35,10 +35,14 @@ TOPIC = "cryptolake.trades.v1.silver-test"  # Bronze row keys (topic, partition,
 SILVER_KEYS = [SILVER_TRADES_KEY, SILVER_TRADES_QUARANTINE_KEY, SILVER_OHLCV_1M_KEY]
 BAR_VALUE_COLUMNS = (
     "open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap", "buy_volume", "sell_volume",
-    "first_agg_trade_id", "last_agg_trade_id",
+    "first_agg_trade_id", "last_agg_trade_id", "agg_trade_count", "taker_buy_quote_volume",
 )  # fmt: skip
 PRICE_LIKE = ("open", "high", "low", "close", "vwap", "volume", "buy_volume", "sell_volume")
-SCALES = {**dict.fromkeys(PRICE_LIKE, 8), "quote_volume": 16}  # decimal columns of a bar and their scales
+SCALES = {
+    **dict.fromkeys(PRICE_LIKE, 8),
+    "quote_volume": 16,
+    "taker_buy_quote_volume": 16,
+}  # decimal columns of a bar and their scales
 EIGHT = Decimal("0.00000001")
 
 _offsets: dict[int, int] = defaultdict(lambda: 1_000)
@@ -158,7 +162,12 @@ def expected_bars(trades: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any
                 "close": members[-1]["price"],
                 "volume": volume,
                 "quote_volume": quote,
-                "trade_count": len(members),
+                # Binance's kline n: raw trades, each aggregate covering last - first + 1 of them
+                "trade_count": sum(t["last_trade_id"] - t["first_trade_id"] + 1 for t in members),
+                "agg_trade_count": len(members),
+                "taker_buy_quote_volume": sum(
+                    (t["price"] * t["quantity"] for t in members if t["side"] == "buy"), Decimal(0)
+                ),
                 "vwap": (quote / volume).quantize(EIGHT, rounding=ROUND_HALF_UP),
                 "buy_volume": sum((t["quantity"] for t in members if t["side"] == "buy"), Decimal(0)),
                 "sell_volume": sum((t["quantity"] for t in members if t["side"] == "sell"), Decimal(0)),
@@ -426,7 +435,10 @@ def test_bad_rows_are_quarantined_with_a_reason(built_day, settings) -> None:
     }
     assert quarantined == {2: "future_trade_time", 3: "non_positive_price,future_trade_time"}
     bars = table_rows(settings, SILVER_OHLCV_1M.identifier, [FUTURE_SYMBOL])
-    assert [(b["minute"], b["trade_count"]) for b in bars] == [(near["trade_time"].replace(second=0), 1)]
+    raw_trades = near["last_trade_id"] - near["first_trade_id"] + 1
+    assert [(b["minute"], b["agg_trade_count"], b["trade_count"]) for b in bars] == [
+        (near["trade_time"].replace(second=0), 1, raw_trades)
+    ]
 
 
 def test_late_trade_triggers_sensor_and_rebuild(settings, spark) -> None:

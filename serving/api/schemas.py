@@ -39,7 +39,7 @@ class BarPublic(BaseModel):
     close: ExactDecimal
     volume: ExactDecimal
     quote_volume: ExactDecimal
-    trade_count: int
+    trade_count: int = Field(description="Raw trades in the bar, as Binance's kline n counts them")
     vwap: ExactDecimal | None = None
     buy_volume: ExactDecimal | None = None
     sell_volume: ExactDecimal | None = None

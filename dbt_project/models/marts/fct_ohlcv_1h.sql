@@ -12,7 +12,7 @@
         incremental_strategy='merge',
         unique_key=['exchange', 'market', 'symbol', 'hour'],
         incremental_predicates=window_hours('DBT_INTERNAL_DEST.hour'),
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         file_format='iceberg',
         partition_by=['days(hour)'],
     )
@@ -45,7 +45,10 @@ hourly as (
         sum(sell_volume) as sell_volume,
         min(first_agg_trade_id) as first_agg_trade_id,
         max(last_agg_trade_id) as last_agg_trade_id,
-        count(*) as minute_count
+        count(*) as minute_count,
+        -- added later: appended, so tables built before keep their column order
+        sum(agg_trade_count) as agg_trade_count,
+        sum(taker_buy_quote_volume) as taker_buy_quote_volume
     from minutes
     group by exchange, market, symbol, hour
 )

@@ -23,7 +23,9 @@ renamed as (
         quote_volume,
         buy_volume,
         sell_volume,
+        taker_buy_quote_volume,
         trade_count,
+        agg_trade_count,
         -- lineage
         first_agg_trade_id,
         last_agg_trade_id,
