@@ -242,6 +242,28 @@ BRONZE_BINANCE_KLINES: Final = Table(
     description="Binance REST klines (spot /api/v3/klines, USD-M /fapi/v1/klines), daily and hourly bars.",
 )
 
+#: Daily / hourly OHLCV imported from CSV files (CryptoDataDownload's layout), for history before our sources.
+BRONZE_OHLCV_CSV: Final = Table(
+    BRONZE,
+    "ohlcv_csv",
+    _fields(
+        ("exchange", StringType(), True, "Exchange the file is of, named on import"),
+        ("symbol", StringType(), True, "Symbol without separator, e.g. BTCUSD (the file's BTC/USD)"),
+        ("interval", StringType(), True, "1d or 1h, from the spacing of the file's dates"),
+        ("open_time", TimestamptzType(), True, "Bar open time (UTC)"),
+        ("open", MARKET_VALUE, True, "Open price, exact as written (at most 12 decimals)"),
+        ("high", MARKET_VALUE, True, "High price"),
+        ("low", MARKET_VALUE, True, "Low price"),
+        ("close", MARKET_VALUE, True, "Close price"),
+        ("base_volume", MARKET_VALUE, False, "Volume in the base asset (the file's 'Volume <base>' column)"),
+        ("quote_volume", MARKET_VALUE, False, "Volume in the quote asset (the file's 'Volume <quote>' column)"),
+        ("trade_count", LongType(), False, "Trades in the bar, when the file has a tradecount column"),
+        ("source_file", StringType(), True, "Name of the imported file"),
+        ("imported_at", TimestamptzType(), True, "Time of the import (UTC)"),
+    ),
+    description="OHLCV bars imported from CSV (CryptoDataDownload layout); a re-import replaces its rows.",
+)
+
 SILVER_DAILY_PRICES: Final = Table(
     SILVER,
     "daily_prices",
@@ -324,6 +346,7 @@ ALL_TABLES: Final = (
     BRONZE_COINGECKO_MARKET_CHART,
     BRONZE_FEAR_GREED,
     BRONZE_BINANCE_KLINES,
+    BRONZE_OHLCV_CSV,
     SILVER_DAILY_PRICES,
     SILVER_FEAR_GREED,
     SILVER_TRADES,

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from cryptolake.logging import configure_logging
 from cryptolake.settings import Settings, render_env_example
@@ -47,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also print Dagster's event log and the libraries' INFO logs (alembic, Soda scan results)",
     )
+    imports = sub.add_parser(
+        "import",
+        help="import history from files into Bronze (idempotent: a re-import replaces the file's rows)",
+        description="Import history files into the lakehouse. A file's rows replace the rows of the same exchange, "
+        "symbol and interval in the file's time range, so importing again (or a corrected file) converges.",
+    )
+    kinds = imports.add_subparsers(dest="kind", required=True)
+    csv_import = kinds.add_parser(
+        "csv",
+        help="daily or hourly OHLCV in CryptoDataDownload's layout -> bronze.ohlcv_csv",
+        description="Read CSV files in CryptoDataDownload's layout (a first line of text, a header with date, symbol, "
+        "open, high, low, close, 'Volume <base>', 'Volume <quote>' [, tradecount]; dates YYYY-MM-DD, "
+        "YYYY-MM-DD HH:MM:SS or YYYY-MM-DD HH-AM; newest first) into bronze.ohlcv_csv. Unreadable rows are "
+        "skipped and listed with their line number and reason; the exit status is 1 when a file could not be "
+        "imported at all.",
+    )
+    csv_import.add_argument("files", nargs="+", type=Path, metavar="FILE", help="CSV files to import")
+    csv_import.add_argument("--exchange", required=True, help="exchange the files are of, e.g. bitstamp")
     sub.add_parser("bootstrap", help="create the catalog, the namespaces and the registered tables (idempotent)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     sub.add_parser("env-example", help="print the documented list of every CRYPTOLAKE_* setting (.env.example)")
@@ -63,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_platform(settings, live=args.live, commit_interval_s=args.commit_interval)
     if args.command == "backfill":
         return _backfill(settings, args)
+    if args.command == "import":
+        return _import_csv(settings, args)
     if args.command == "bootstrap":
         from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 
@@ -74,6 +95,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0
+
+
+def _import_csv(settings: Settings, args: argparse.Namespace) -> int:
+    from cryptolake.history.csv_ohlcv import CsvImportError, read_csv, write_import
+    from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
+
+    catalog = bootstrap_lakehouse(settings)
+    failed = 0
+    for number, path in enumerate(args.files, start=1):
+        prefix = f"import csv [{number}/{len(args.files)}] {path.name}"
+        try:
+            parsed = read_csv(path, args.exchange.lower())
+            written = write_import(catalog, parsed)
+        except (CsvImportError, OSError) as exc:
+            failed += 1
+            print(f"{prefix}: not imported: {exc}", file=sys.stderr)
+            continue
+        first, last = parsed.rows[0]["open_time"], parsed.rows[-1]["open_time"]
+        refused = ", ".join(f"{reason} x{count}" for reason, count in sorted(parsed.reasons.items()))
+        print(
+            f"{prefix}: {written} {parsed.interval} bars of {parsed.exchange} {parsed.symbol}, "
+            f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC; {len(parsed.rejected)} rows refused"
+            + (f" ({refused})" if refused else "")
+        )
+        for line, reason in parsed.rejected[:10]:
+            print(f"  line {line}: {reason}" if line else f"  {reason}")
+    return 1 if failed else 0
 
 
 def _backfill(settings: Settings, args: argparse.Namespace) -> int:
