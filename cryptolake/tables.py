@@ -236,10 +236,13 @@ BRONZE_BINANCE_KLINES: Final = Table(
         ("is_closed", BooleanType(), True, "close_time was before ingested_at (the bar was final when fetched)"),
         ("raw", StringType(), True, "The 12-column array as received (JSON text)"),
         ("source_url", StringType(), True, "URL of the first page of the request"),
-        ("ingested_at", TimestamptzType(), True, "Time the page was fetched (UTC)"),
+        ("ingested_at", TimestamptzType(), True, "Time the page (or archive file) was fetched (UTC)"),
+        # added in schema evolution: null in rows written before (all of them from REST)
+        ("source", StringType(), False, "rest (REST klines) | archive (Binance public data archives)"),
     ),
     partition_source="open_time",
-    description="Binance REST klines (spot /api/v3/klines, USD-M /fapi/v1/klines), daily and hourly bars.",
+    description="Binance klines (spot /api/v3/klines, USD-M /fapi/v1/klines, and the public data archives), with the "
+    "source of each row.",
 )
 
 #: Daily / hourly OHLCV imported from CSV files (CryptoDataDownload's layout), for history before our sources.

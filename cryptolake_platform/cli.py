@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     csv_import.add_argument("files", nargs="+", type=Path, metavar="FILE", help="CSV files to import")
     csv_import.add_argument("--exchange", required=True, help="exchange the files are of, e.g. bitstamp")
+    archive = kinds.add_parser(
+        "archive",
+        help="Binance public data archives (klines) from a directory or a mirror -> bronze.binance_klines",
+        description="Import Binance kline archives in the official layout (data/{spot|futures/um}/{daily|monthly}/"
+        "klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip) into bronze.binance_klines with source = "
+        "'archive'. Each file is checked against its .CHECKSUM (a mismatch is refused by name); header rows and "
+        "microsecond timestamps are detected per file. --root imports every kline archive under a directory; "
+        "--base-url fetches the monthly files of --symbols x --intervals for --months from a mirror.",
+    )
+    where = archive.add_mutually_exclusive_group(required=True)
+    where.add_argument("--root", type=Path, help="directory that holds data/ (the layout of data.binance.vision)")
+    where.add_argument("--base-url", help="base URL of a mirror of data.binance.vision")
+    archive.add_argument("--market", choices=("spot", "usdm_futures"), default="spot", help="with --base-url")
+    archive.add_argument("--symbols", default="", help="comma-separated symbols, with --base-url")
+    archive.add_argument("--intervals", default="1d", help="comma-separated intervals, with --base-url (1d)")
+    archive.add_argument("--months", metavar="YYYY-MM:YYYY-MM", help="first and last month, with --base-url")
     sub.add_parser("bootstrap", help="create the catalog, the namespaces and the registered tables (idempotent)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     sub.add_parser("env-example", help="print the documented list of every CRYPTOLAKE_* setting (.env.example)")
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         return _backfill(settings, args)
     if args.command == "import":
-        return _import_csv(settings, args)
+        return _import_csv(settings, args) if args.kind == "csv" else _import_archive(settings, args)
     if args.command == "bootstrap":
         from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 
@@ -121,6 +137,61 @@ def _import_csv(settings: Settings, args: argparse.Namespace) -> int:
         )
         for line, reason in parsed.rejected[:10]:
             print(f"  line {line}: {reason}" if line else f"  {reason}")
+    return 1 if failed else 0
+
+
+def _months(spec: str) -> list[str]:
+    first, _, last = spec.partition(":")
+    year, month = map(int, first.split("-"))
+    end = tuple(map(int, (last or first).split("-")))
+    months = []
+    while (year, month) <= end:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from cryptolake.history.binance_archive import (
+        ArchiveError,
+        find_kline_archives,
+        import_kline_archive,
+        kline_archive_path,
+        mirror_kline_archives,
+    )
+    from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
+
+    if args.root is not None:
+        archives = find_kline_archives(args.root)
+    else:
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        if not symbols or not args.months:
+            print("cryptolake import archive: --base-url needs --symbols and --months", file=sys.stderr)
+            return 2
+        paths = [
+            kline_archive_path(args.market, "monthly", symbol, interval.strip(), month)
+            for symbol in symbols
+            for interval in args.intervals.split(",")
+            for month in _months(args.months)
+        ]
+        archives = mirror_kline_archives(args.base_url, paths)
+    if not archives:
+        print("cryptolake import archive: no kline archive found in the official layout", file=sys.stderr)
+        return 1
+    catalog = bootstrap_lakehouse(settings)
+    failed = 0
+    for number, item in enumerate(archives, start=1):
+        prefix = f"import archive [{number}/{len(archives)}] {item.name}"
+        try:
+            written, checked = import_kline_archive(catalog, item)
+        except (ArchiveError, OSError) as exc:  # requests' errors are OSErrors
+            failed += 1
+            print(f"{prefix}: not imported: {exc}", file=sys.stderr)
+            continue
+        print(
+            f"{prefix}: {written} {item.market} {item.interval} klines ({'checksum ok' if checked else 'no checksum'})"
+        )
+    print(f"import archive: {len(archives) - failed} of {len(archives)} files imported, {failed} refused")
     return 1 if failed else 0
 
 

@@ -5,7 +5,9 @@ Dagster assets materialized per partition, Spark and Iceberg in the shared test 
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -13,6 +15,7 @@ import dagster as dg
 import pytest
 import requests
 
+from cryptolake.history.binance_archive import KlineArchive, read_kline_archive, write_klines
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.tables import (
     BRONZE_BINANCE_KLINES,
@@ -71,6 +74,14 @@ def lake(settings, spark) -> dict[str, dg.ConfigurableResource]:
         "pyspark": LakehouseSparkResource.from_settings(settings, "cryptolake-tests"),
         "iceberg": IcebergCatalogResource.from_settings(settings),
     }
+
+
+def _kline_zip(archive: KlineArchive, rows: list[list]) -> bytes:
+    """An archive file's bytes: one CSV of kline rows, as Binance zips them."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr(archive.name.replace(".zip", ".csv"), "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return buffer.getvalue()
 
 
 def _contents(spark, table: Table, where: str | None = None, exclude: tuple[str, ...] = ()) -> list[tuple]:
@@ -294,10 +305,22 @@ def test_binance_klines_pages_back_and_rerun_is_identical(settings, spark, lake)
         assert _metadata(skipped, BRONZE_BINANCE_KLINES)["skipped"].value
         assert _contents(spark, BRONZE_BINANCE_KLINES, exclude=("ingested_at",)) == first
 
+        # Archive klines of the same day land beside the REST ones, and a REST re-run leaves them alone.
+        archive = KlineArchive("mirror/BTCUSDT-1d-2024-03.zip", "spot", "monthly", "BTCUSDT", "1d", "2024-03")
+        archived = read_kline_archive(archive, _kline_zip(archive, [kline_row(bar, "spot") for bar in build_klines(
+            [t for t in trades if t.symbol == "BTCUSDT"], 86_400_000)]), datetime.now(UTC))  # fmt: skip
+        write_klines(get_catalog(settings), archive, archived)
+        _materialize([bronze_binance_klines], DAY, resources)
+        assert _contents(spark, BRONZE_BINANCE_KLINES, "source = 'rest'", exclude=("ingested_at",)) == first
+        got = spark.table(BRONZE_BINANCE_KLINES.identifier).where("source = 'archive'").collect()
+        assert len(archived) == 1 and sorted(
+            (r.symbol, r.interval, r.open_time.replace(tzinfo=UTC), r.close, r.trades) for r in got
+        ) == [(a["symbol"], a["interval"], a["open_time"], a["close"], a["trades"]) for a in archived]
+
     metadata = _metadata(result, BRONZE_BINANCE_KLINES)
     assert (metadata["rows_1d"].value, metadata["rows_1h"].value) == (2, 48)
     assert metadata["http_requests"].value == 2 * (1 + 5)  # 24 hourly bars in pages of 5
-    rows = spark.table(BRONZE_BINANCE_KLINES.identifier).collect()
+    rows = spark.table(BRONZE_BINANCE_KLINES.identifier).where("source = 'rest'").collect()
     assert len(rows) == 2 * (1 + 24) and all(r.is_closed and r.market == "spot" for r in rows)
     by_key = {(r.symbol, r.interval, r.open_time.replace(tzinfo=UTC)): r for r in rows}
     for symbol in symbols:

@@ -205,11 +205,14 @@ def bronze_binance_klines(
                                 "raw": kline.raw,
                                 "source_url": page.url,
                                 "ingested_at": page.fetched_at,
+                                "source": "rest",
                             }
                         )
     spark = pyspark.spark_session
     frame = rows_frame(spark, BRONZE_BINANCE_KLINES, rows)
-    condition = sql_time_window("open_time", start, end)
+    # REST rows only: klines imported from the archives (source = 'archive') stay beside them
+    # (whole-file predicates Iceberg can evaluate: REST files hold only REST rows, archive files only archive rows)
+    condition = f"{sql_time_window('open_time', start, end)} AND (source IS NULL OR source = 'rest')"
     overwrite_window(spark, BRONZE_BINANCE_KLINES, frame, condition, run_snapshot_properties(context.run.run_id))
     per_interval = {
         interval: dg.MetadataValue.int(sum(r["interval"] == interval for r in rows))

@@ -6,13 +6,14 @@ Everything here is plain Python (no Dagster, no Spark) so it can be tested again
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from cryptolake.klines import Kline, parse_kline
+from cryptolake.payloads import SourcePayloadError, dumps_exact, parse_int
 from cryptolake.utc import as_utc, from_epoch_ms, start_of_day, to_epoch_ms
 from cryptolake_dagster.defs.sources.http_client import JsonHttpClient
 
@@ -23,15 +24,8 @@ BINANCE_KLINES_MAX_LIMIT: Mapping[str, int] = {"spot": 1000, "usdm_futures": 150
 #: Scale of CoinGecko values in Iceberg (DECIMAL(38, 12)).
 MARKET_VALUE_SCALE = 12
 MARKET_VALUE_INTEGER_DIGITS = 38 - MARKET_VALUE_SCALE
-#: Binance decimals: prices and base volumes at most 8 places (DECIMAL(28|38, 8)), quote volumes 16 (DECIMAL(38, 16)).
-KLINE_PRICE_SCALE = 8
-KLINE_QUOTE_SCALE = 16
 
 CHART_ARRAYS = ("prices", "market_caps", "total_volumes")
-
-
-class SourcePayloadError(ValueError):
-    """A payload does not have the documented shape."""
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
@@ -48,29 +42,6 @@ def days_in(start: datetime, end: datetime) -> list[date]:
     first = as_utc(start).date()
     count = max(0, (as_utc(end).date() - first).days)
     return [first + timedelta(days=i) for i in range(count)]
-
-
-def dumps_exact(value: Any) -> str:
-    """Compact JSON text that writes Decimals as numbers with their exact digits (``json`` cannot)."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{dumps_exact(str(k))}:{dumps_exact(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _number(value: Any, what: str) -> Decimal | None:
@@ -93,35 +64,6 @@ def to_market_value(number: Decimal | None) -> Decimal | None:
     if rounded.adjusted() >= MARKET_VALUE_INTEGER_DIGITS:
         raise SourcePayloadError(f"value {number} does not fit DECIMAL(38, {MARKET_VALUE_SCALE})")
     return rounded
-
-
-def _exact_decimal(text: Any, scale: int, what: str) -> Decimal:
-    """A Binance decimal string, which must be exact at ``scale`` places."""
-    if not isinstance(text, str | int) or isinstance(text, bool):
-        raise SourcePayloadError(f"{what}: expected a decimal string, got {text!r}")
-    try:
-        number = Decimal(text)
-    except InvalidOperation as exc:
-        raise SourcePayloadError(f"{what}: not a decimal: {text!r}") from exc
-    if not number.is_finite():
-        raise SourcePayloadError(f"{what}: not finite: {text!r}")
-    quantized = number.quantize(Decimal(1).scaleb(-scale))
-    if quantized != number:
-        raise SourcePayloadError(f"{what}: {text!r} has more than {scale} decimal places")
-    return quantized
-
-
-def _int(value: Any, what: str) -> int:
-    """An integer sent as a JSON integer or a decimal-digit string (Fear & Greed sends strings)."""
-    if isinstance(value, bool):
-        raise SourcePayloadError(f"{what}: expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    raise SourcePayloadError(f"{what}: expected an integer, got {value!r}")
 
 
 # --- CoinGecko ---------------------------------------------------------------------------------------------------
@@ -173,7 +115,7 @@ def parse_market_chart(
         for index, entry in enumerate(entries):
             if not isinstance(entry, list) or len(entry) != 2:
                 raise SourcePayloadError(f"market chart: {key}[{index}] is not a [ms, value] pair: {entry!r}")
-            timestamp = _int(entry[0], f"{key}[{index}][0]")
+            timestamp = parse_int(entry[0], f"{key}[{index}][0]")
             by_time.setdefault(timestamp, {})[key] = (_number(entry[1], f"{key}[{index}][1]"), entry[1])
     if window is not None:
         low, high = (to_epoch_ms(moment) for moment in window)
@@ -270,8 +212,8 @@ def parse_fear_greed(payload: Any) -> list[FearGreedValue]:
         if not isinstance(row, Mapping):
             raise SourcePayloadError(f"fear & greed: data[{index}] is not an object")
         try:
-            value = _int(row["value"], f"data[{index}].value")
-            seconds = _int(row["timestamp"], f"data[{index}].timestamp")
+            value = parse_int(row["value"], f"data[{index}].value")
+            seconds = parse_int(row["timestamp"], f"data[{index}].timestamp")
             classification = row["value_classification"]
         except KeyError as exc:
             raise SourcePayloadError(f"fear & greed: data[{index}] has no {exc}") from None
@@ -309,48 +251,6 @@ class FearGreedClient:
 
 
 # --- Binance REST klines ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Kline:
-    open_time: datetime
-    close_time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    quote_volume: Decimal
-    trades: int
-    taker_buy_base_volume: Decimal
-    taker_buy_quote_volume: Decimal
-    raw: str
-    open_time_ms: int
-    close_time_ms: int
-
-
-def parse_kline(row: Any) -> Kline:
-    """One 12-column kline array: ``[open_ms, "o", "h", "l", "c", "v", close_ms, "qv", n, "tbv", "tbqv", "0"]``."""
-    if not isinstance(row, list) or len(row) < 11:
-        raise SourcePayloadError(f"kline: expected a 12-column array, got {row!r}")
-    open_ms, close_ms = _int(row[0], "kline open time"), _int(row[6], "kline close time")
-    price = KLINE_PRICE_SCALE
-    return Kline(
-        open_time=from_epoch_ms(open_ms),
-        close_time=from_epoch_ms(close_ms),
-        open=_exact_decimal(row[1], price, "kline open"),
-        high=_exact_decimal(row[2], price, "kline high"),
-        low=_exact_decimal(row[3], price, "kline low"),
-        close=_exact_decimal(row[4], price, "kline close"),
-        volume=_exact_decimal(row[5], price, "kline volume"),
-        quote_volume=_exact_decimal(row[7], KLINE_QUOTE_SCALE, "kline quote volume"),
-        trades=_int(row[8], "kline trades"),
-        taker_buy_base_volume=_exact_decimal(row[9], price, "kline taker buy base volume"),
-        taker_buy_quote_volume=_exact_decimal(row[10], KLINE_QUOTE_SCALE, "kline taker buy quote volume"),
-        raw=dumps_exact(row),
-        open_time_ms=open_ms,
-        close_time_ms=close_ms,
-    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,211 @@
+"""Binance public data archives (data.binance.vision layout) from a local directory or a mirror's base URL.
+
+Layout: ``data/{spot|futures/um}/{daily|monthly}/klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip``, each
+with an optional ``.CHECKSUM`` beside it (``<sha256>  <file name>``). Every file is checked against its checksum
+and a mismatch is refused by name. The CSV inside may start with a header row (USD-M files gained one in 2022; spot
+files have none) and its times may be milliseconds or microseconds (spot files switched to microseconds on
+2025-01-01): both are detected per file, and times are stored in milliseconds, as the REST klines have them.
+
+Klines land in ``bronze.binance_klines`` beside the REST klines with ``source = 'archive'``; a file's rows replace
+the archive rows of its market, symbol and interval in the period the file covers (its day or month), so importing
+again, or a replaced file, converges.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import requests
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
+
+from cryptolake.klines import parse_kline
+from cryptolake.payloads import SourcePayloadError
+from cryptolake.tables import BRONZE_BINANCE_KLINES
+
+MARKET_DIRS = {"spot": "spot", "usdm_futures": "futures/um"}
+_MARKETS = {directory: market for market, directory in MARKET_DIRS.items()}
+KLINES_PATH = re.compile(
+    r"data/(?P<market>spot|futures/um)/(?P<frequency>daily|monthly)/klines/(?P<symbol>[A-Z0-9]+)/(?P<interval>\w+)/"
+    r"(?P=symbol)-(?P=interval)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
+)
+MICROSECONDS_FROM = 10**14  # epoch values above this are microseconds (ms reach 10^14 only in the year 5138)
+
+
+class ArchiveError(ValueError):
+    """A file cannot be imported (checksum mismatch, unreadable zip, a row that is not a kline); names the file."""
+
+
+@dataclass(frozen=True)
+class KlineArchive:
+    """One archive file: where it is (a path or a URL) and what its place in the layout says it holds."""
+
+    location: str
+    market: str
+    frequency: str
+    symbol: str
+    interval: str
+    period: str
+
+    @property
+    def name(self) -> str:
+        return self.location.rsplit("/", 1)[-1]
+
+    def period_window(self) -> tuple[datetime, datetime]:
+        """The UTC time range the file covers: its day, or its month."""
+        year, month, *day = map(int, self.period.split("-"))
+        start = datetime(year, month, day[0] if day else 1, tzinfo=UTC)
+        if day:
+            return start, start + timedelta(days=1)
+        return start, datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+
+def kline_archive_path(market: str, frequency: str, symbol: str, interval: str, period: str) -> str:
+    """The file's path in the official layout, e.g. ``data/spot/monthly/klines/BTCUSDT/1d/BTCUSDT-1d-2024-03.zip``."""
+    return f"data/{MARKET_DIRS[market]}/{frequency}/klines/{symbol}/{interval}/{symbol}-{interval}-{period}.zip"
+
+
+def _archive(location: str, relative: str) -> KlineArchive | None:
+    match = KLINES_PATH.fullmatch(relative)
+    if match is None:
+        return None
+    return KlineArchive(
+        location=location,
+        market=_MARKETS[match["market"]],
+        frequency=match["frequency"],
+        symbol=match["symbol"],
+        interval=match["interval"],
+        period=match["period"],
+    )
+
+
+def find_kline_archives(root: Path) -> list[KlineArchive]:
+    """Every kline archive below ``root`` (the directory holding ``data/``), in layout order."""
+    found = []
+    for path in sorted(root.rglob("*.zip")):
+        archive = _archive(str(path), path.relative_to(root).as_posix())
+        if archive is not None:
+            found.append(archive)
+    return found
+
+
+def mirror_kline_archives(base_url: str, relatives: list[str]) -> list[KlineArchive]:
+    """The archives at ``base_url`` (a mirror of the site's root) for the given layout paths."""
+    archives = []
+    for relative in relatives:
+        archive = _archive(f"{base_url.rstrip('/')}/{relative}", relative)
+        if archive is None:
+            raise ArchiveError(f"{relative}: not a kline archive path of the official layout")
+        archives.append(archive)
+    return archives
+
+
+def _fetch(location: str, *, optional: bool = False, timeout_s: float = 60.0) -> bytes | None:
+    if location.startswith(("http://", "https://")):
+        response = requests.get(location, timeout=timeout_s)
+        if response.status_code == 404 and optional:
+            return None
+        response.raise_for_status()
+        return response.content
+    path = Path(location)
+    if optional and not path.exists():
+        return None
+    return path.read_bytes()
+
+
+def verified_bytes(archive: KlineArchive) -> tuple[bytes, bool]:
+    """The file's bytes and whether a checksum was there to check them; ArchiveError on a mismatch."""
+    content = _fetch(archive.location)
+    assert content is not None
+    checksum = _fetch(archive.location + ".CHECKSUM", optional=True)
+    if checksum is None:
+        return content, False
+    expected = checksum.decode("ascii", "replace").split()[0].lower() if checksum.strip() else ""
+    actual = hashlib.sha256(content).hexdigest()
+    if expected != actual:
+        raise ArchiveError(f"{archive.name}: SHA-256 {actual} does not match its .CHECKSUM ({expected or 'empty'})")
+    return content, True
+
+
+def _csv_rows(archive: KlineArchive, content: bytes) -> Iterator[list[str]]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as bundle:
+            members = [name for name in bundle.namelist() if name.endswith(".csv")]
+            if len(members) != 1:
+                raise ArchiveError(f"{archive.name}: expected one CSV inside, found {members}")
+            text = bundle.read(members[0]).decode("utf-8")
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"{archive.name}: not a zip file ({exc})") from None
+    for row in csv.reader(io.StringIO(text)):
+        if row:
+            yield row
+
+
+def _to_ms(value: str) -> str:
+    number = int(value)
+    return str(number // 1000) if number >= MICROSECONDS_FROM else value
+
+
+def read_kline_archive(archive: KlineArchive, content: bytes, fetched_at: datetime) -> list[dict[str, object]]:
+    """The file's klines as ``bronze.binance_klines`` rows (header row skipped, microseconds made milliseconds)."""
+    rows = []
+    for number, row in enumerate(_csv_rows(archive, content), start=1):
+        if number == 1 and not row[0].strip().isdigit():  # a header row (USD-M files since 2022)
+            continue
+        try:
+            kline = parse_kline([_to_ms(row[0]), *row[1:6], _to_ms(row[6]), *row[7:]])
+        except (SourcePayloadError, ValueError, IndexError) as exc:
+            raise ArchiveError(f"{archive.name}, line {number}: not a kline row ({exc})") from None
+        rows.append({
+            "symbol": archive.symbol, "market": archive.market, "interval": archive.interval,
+            "open_time": kline.open_time, "close_time": kline.close_time,
+            "open": kline.open, "high": kline.high, "low": kline.low, "close": kline.close,
+            "volume": kline.volume, "quote_volume": kline.quote_volume, "trades": kline.trades,
+            "taker_buy_base_volume": kline.taker_buy_base_volume,
+            "taker_buy_quote_volume": kline.taker_buy_quote_volume,
+            "is_closed": True, "raw": ",".join(row), "source_url": archive.location, "ingested_at": fetched_at,
+            "source": "archive",
+        })  # fmt: skip
+    if not rows:
+        raise ArchiveError(f"{archive.name}: no kline rows")
+    start, end = archive.period_window()
+    outside = [row for row in rows if not start <= row["open_time"] < end]  # type: ignore[operator]
+    if outside:
+        raise ArchiveError(f"{archive.name}: {len(outside)} klines outside the file's period {archive.period}")
+    return rows
+
+
+def write_klines(catalog: Catalog, archive: KlineArchive, rows: list[dict[str, object]]) -> int:
+    """Replace the archive rows of the file's market, symbol and interval in the period it covers by ``rows`` (so
+    a bar a replaced file no longer holds is removed too)."""
+    table = catalog.load_table(BRONZE_BINANCE_KLINES.identifier)
+    frame = pa.Table.from_pylist(rows, schema=table.schema().as_arrow())
+    start, end = archive.period_window()
+    window = And(
+        And(EqualTo("source", "archive"), EqualTo("market", archive.market)),
+        And(
+            And(EqualTo("symbol", archive.symbol), EqualTo("interval", archive.interval)),
+            And(
+                GreaterThanOrEqual("open_time", start.isoformat()),
+                LessThan("open_time", end.isoformat()),
+            ),
+        ),
+    )
+    table.overwrite(frame, overwrite_filter=window, snapshot_properties={"cryptolake.archive-file": archive.name})
+    return frame.num_rows
+
+
+def import_kline_archive(catalog: Catalog, archive: KlineArchive) -> tuple[int, bool]:
+    """Verify, read and write one file; return (rows written, whether a checksum was checked)."""
+    content, checked = verified_bytes(archive)
+    rows = read_kline_archive(archive, content, datetime.now(UTC))
+    return write_klines(catalog, archive, rows), checked
