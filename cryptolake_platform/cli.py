@@ -6,10 +6,14 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from cryptolake.logging import configure_logging
 from cryptolake.settings import Settings, render_env_example
+
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,31 +117,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _import_each(kind: str, items: Sequence[T], name: Callable[[T], str], work: Callable[[T], str],
+                 errors: tuple[type[Exception], ...]) -> int:  # fmt: skip
+    """Run ``work`` on each file with a progress line (what it returned, or why it was refused); exit status."""
+    failed = 0
+    for number, item in enumerate(items, start=1):
+        prefix = f"import {kind} [{number}/{len(items)}] {name(item)}"
+        try:
+            print(f"{prefix}: {work(item)}")
+        except errors as exc:
+            failed += 1
+            print(f"{prefix}: not imported: {exc}", file=sys.stderr)
+    print(f"import {kind}: {len(items) - failed} of {len(items)} files imported, {failed} refused")
+    return 1 if failed else 0
+
+
 def _import_csv(settings: Settings, args: argparse.Namespace) -> int:
     from cryptolake.history.csv_ohlcv import CsvImportError, read_csv, write_import
     from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 
     catalog = bootstrap_lakehouse(settings)
-    failed = 0
-    for number, path in enumerate(args.files, start=1):
-        prefix = f"import csv [{number}/{len(args.files)}] {path.name}"
-        try:
-            parsed = read_csv(path, args.exchange.lower())
-            written = write_import(catalog, parsed)
-        except (CsvImportError, OSError) as exc:
-            failed += 1
-            print(f"{prefix}: not imported: {exc}", file=sys.stderr)
-            continue
+
+    def work(path: Path) -> str:
+        parsed = read_csv(path, args.exchange.lower())
+        written = write_import(catalog, parsed)
         first, last = parsed.rows[0]["open_time"], parsed.rows[-1]["open_time"]
         refused = ", ".join(f"{reason} x{count}" for reason, count in sorted(parsed.reasons.items()))
-        print(
-            f"{prefix}: {written} {parsed.interval} bars of {parsed.exchange} {parsed.symbol}, "
-            f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC; {len(parsed.rejected)} rows refused"
-            + (f" ({refused})" if refused else "")
-        )
-        for line, reason in parsed.rejected[:10]:
-            print(f"  line {line}: {reason}" if line else f"  {reason}")
-    return 1 if failed else 0
+        lines = [f"  line {line}: {reason}" if line else f"  {reason}" for line, reason in parsed.rejected[:10]]
+        return "\n".join([
+            f"{written} {parsed.interval} bars of {parsed.exchange} {parsed.symbol}, {first:%Y-%m-%d %H:%M} .. "
+            f"{last:%Y-%m-%d %H:%M} UTC; {len(parsed.rejected)} rows refused" + (f" ({refused})" if refused else ""),
+            *lines,
+        ])  # fmt: skip
+
+    return _import_each("csv", args.files, lambda path: path.name, work, (CsvImportError, OSError))
 
 
 def _months(spec: str) -> list[str]:
@@ -154,6 +167,7 @@ def _months(spec: str) -> list[str]:
 def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
     from cryptolake.history.binance_archive import (
         ArchiveError,
+        KlineArchive,
         find_kline_archives,
         import_kline_archive,
         kline_archive_path,
@@ -179,20 +193,13 @@ def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
         print("cryptolake import archive: no kline archive found in the official layout", file=sys.stderr)
         return 1
     catalog = bootstrap_lakehouse(settings)
-    failed = 0
-    for number, item in enumerate(archives, start=1):
-        prefix = f"import archive [{number}/{len(archives)}] {item.name}"
-        try:
-            written, checked = import_kline_archive(catalog, item)
-        except (ArchiveError, OSError) as exc:  # requests' errors are OSErrors
-            failed += 1
-            print(f"{prefix}: not imported: {exc}", file=sys.stderr)
-            continue
-        print(
-            f"{prefix}: {written} {item.market} {item.interval} klines ({'checksum ok' if checked else 'no checksum'})"
-        )
-    print(f"import archive: {len(archives) - failed} of {len(archives)} files imported, {failed} refused")
-    return 1 if failed else 0
+
+    def work(item: KlineArchive) -> str:
+        written, checked = import_kline_archive(catalog, item)
+        return f"{written} {item.market} {item.interval} klines ({'checksum ok' if checked else 'no checksum'})"
+
+    # requests' errors are OSErrors
+    return _import_each("archive", archives, lambda item: item.name, work, (ArchiveError, OSError))
 
 
 def _backfill(settings: Settings, args: argparse.Namespace) -> int:

@@ -237,22 +237,19 @@ def test_binance_fast_paths_match_the_checked_path(samples_dir) -> None:
         kwargs = {"market": market, "source": source, "coin_ids": coin_ids, "symbols": symbols}
 
         full = _outcome(partial(_normalize_checked, data, now=now, **kwargs))
-        fast = _outcome(partial(normalize_binance_agg_trade, data, ingest_time=now, **kwargs))
-        problems.append(_mismatch("normalize_binance_agg_trade", (data, kwargs, now), fast, full))
-        if type(data) is dict:
-            alone = _fast_normalize(data, market, source, coin_ids, now, symbols)
-            if alone is not None:
-                fast_hits["normalize"] += 1
-                problems.append(_mismatch("_fast_normalize", (data, kwargs, now), ("ok", _snapshot(alone)), full))
-
         encoded_full = _outcome(partial(_encode_checked, data, market, source, coin_ids, now, symbols))
-        encoded_fast = _outcome(partial(encode_binance_agg_trade, data, ingest_time=now, **kwargs))
-        problems.append(_mismatch("encode_binance_agg_trade", (data, kwargs, now), encoded_fast, encoded_full))
-        if type(data) is dict:
-            alone = _fast_encode(data, market, source, coin_ids, now_ms, symbols)
+        # each public function and its fast path alone against the checked path
+        paths = (
+            ("normalize", full, normalize_binance_agg_trade, _fast_normalize, now),
+            ("encode", encoded_full, encode_binance_agg_trade, _fast_encode, now_ms),
+        )
+        for kind, reference, public, fast_path, clock in paths:
+            public_result = _outcome(partial(public, data, ingest_time=now, **kwargs))
+            problems.append(_mismatch(public.__name__, (data, kwargs, now), public_result, reference))
+            alone = fast_path(data, market, source, coin_ids, clock, symbols) if type(data) is dict else None
             if alone is not None:
-                fast_hits["encode"] += 1
-                problems.append(_mismatch("_fast_encode", (data, kwargs, now), ("ok", _snapshot(alone)), encoded_full))
+                fast_hits[kind] += 1
+                problems.append(_mismatch(fast_path.__name__, (data, kwargs, now), ("ok", _snapshot(alone)), reference))
 
         if full[0] == "ContractError":
             reasons[full[1]] += 1

@@ -51,6 +51,11 @@ def _exchange_klines(rest_url: str) -> dict[tuple[str, datetime], list]:
     return klines
 
 
+def _rows(settings, identifier: str) -> list[dict]:
+    """The test's symbols' rows of a table, read with pyiceberg."""
+    return get_catalog(settings).load_table(identifier).scan(row_filter=In("symbol", SYMBOLS)).to_arrow().to_pylist()
+
+
 def _run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
@@ -115,13 +120,7 @@ def built(ingested):
 
 def test_bronze_holds_every_trade_once_with_exact_decimals(ingested, settings) -> None:
     ingested, _ = ingested
-    rows = (
-        get_catalog(settings)
-        .load_table(BRONZE_TRADES.identifier)
-        .scan(row_filter=In("symbol", SYMBOLS))
-        .to_arrow()
-        .to_pylist()
-    )
+    rows = _rows(settings, BRONZE_TRADES.identifier)
     assert len(rows) == len(ingested)
     assert len({(r["kafka_partition"], r["kafka_offset"]) for r in rows}) == len(rows)
     by_id = {(r["symbol"], r["agg_trade_id"]): r for r in rows}
@@ -165,13 +164,7 @@ def test_silver_bars_equal_the_exchange_klines_field_by_field(ingested, built, s
     trades. The exchange prints decimals at 8 places, so our exact quote volumes are compared at that precision."""
     trades, klines = ingested
     assert built.success
-    rows = (
-        get_catalog(settings)
-        .load_table(SILVER_OHLCV_1M.identifier)
-        .scan(row_filter=In("symbol", SYMBOLS))
-        .to_arrow()
-        .to_pylist()
-    )
+    rows = _rows(settings, SILVER_OHLCV_1M.identifier)
     ours = {(r["symbol"], r["minute"]): r for r in rows if r["minute"].date() == DAY.date()}
     assert set(ours) == set(klines) and len(ours) > 100
     eight = Decimal("0.00000001")
