@@ -1,11 +1,12 @@
 """The batch-sources domain: CoinGecko, Fear & Greed and Binance klines into Bronze, their Silver tables, the
-daily job and schedule, and the HTTP resources of the three APIs."""
+daily job and schedule, the HTTP resources of the three APIs, and the history tables the importers write."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from cryptolake.settings import Settings
+from cryptolake_dagster.defs.sources.history import bronze_ohlcv_csv
 from cryptolake_dagster.defs.sources.jobs import BATCH_SOURCE_ASSETS, batch_sources_job, batch_sources_schedule
 from cryptolake_dagster.defs.sources.resources import build_source_resources
 
@@ -13,7 +14,7 @@ from cryptolake_dagster.defs.sources.resources import build_source_resources
 def defs(settings: Settings) -> dg.Definitions:
     """The assets also use the shared ``pyspark`` and ``iceberg`` resources."""
     return dg.Definitions(
-        assets=BATCH_SOURCE_ASSETS,
+        assets=[*BATCH_SOURCE_ASSETS, bronze_ohlcv_csv],
         jobs=[batch_sources_job],
         schedules=[batch_sources_schedule],
         resources=build_source_resources(settings),
