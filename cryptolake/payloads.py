@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
 from typing import Any
 
 
@@ -39,6 +39,14 @@ def dumps_exact(value: Any) -> str:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+class TooManyDecimalsError(SourcePayloadError):
+    """A decimal with more places than its column keeps (it would have to be rounded)."""
+
+
+#: Quantizing in this context is exact for any value of sane size; an absurd one raises instead of rounding.
+_EXACT = Context(prec=100, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
 def exact_decimal(text: Any, scale: int, what: str) -> Decimal:
     """A Binance decimal string, which must be exact at ``scale`` places."""
     if not isinstance(text, str | int) or isinstance(text, bool):
@@ -49,9 +57,12 @@ def exact_decimal(text: Any, scale: int, what: str) -> Decimal:
         raise SourcePayloadError(f"{what}: not a decimal: {text!r}") from exc
     if not number.is_finite():
         raise SourcePayloadError(f"{what}: not finite: {text!r}")
-    quantized = number.quantize(Decimal(1).scaleb(-scale))
+    try:
+        quantized = number.quantize(Decimal(1).scaleb(-scale), context=_EXACT)
+    except InvalidOperation:  # more digits than any column holds (the default 28-digit context raised out of here)
+        raise SourcePayloadError(f"{what}: {text!r} is too large") from None
     if quantized != number:
-        raise SourcePayloadError(f"{what}: {text!r} has more than {scale} decimal places")
+        raise TooManyDecimalsError(f"{what}: {text!r} has more than {scale} decimal places")
     return quantized
 
 

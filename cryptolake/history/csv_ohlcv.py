@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,11 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
 
+from cryptolake.payloads import SourcePayloadError, TooManyDecimalsError, exact_decimal
 from cryptolake.tables import BRONZE_OHLCV_CSV
 
 SCALE = 12  # bronze.ohlcv_csv stores DECIMAL(38, 12)
-_UNIT = Decimal(1).scaleb(-SCALE)
+_INTEGER_DIGITS = 38 - SCALE
 _INTERVALS = {86_400: "1d", 3_600: "1h"}
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %I-%p", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _REQUIRED = ("date", "symbol", "open", "high", "low", "close")
@@ -73,14 +74,14 @@ def _decimal(text: str, column: str, *, optional: bool = False) -> Decimal | Non
     if not text and optional:
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation:
+        value = exact_decimal(text, SCALE, column)
+    except TooManyDecimalsError:
+        raise ValueError(f"too_many_decimals: {column}={text!r} (at most {SCALE})") from None
+    except SourcePayloadError:
         raise ValueError(f"bad_number: {column}={text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"bad_number: {column}={text!r}")
-    if value != value.quantize(_UNIT):
-        raise ValueError(f"too_many_decimals: {column}={text!r} (at most {SCALE})")
-    return value.quantize(_UNIT)
+    if value < 0 or value.adjusted() >= _INTEGER_DIGITS:
+        raise ValueError(f"bad_number: {column}={text!r} (negative, or too large for DECIMAL(38, {SCALE}))")
+    return value
 
 
 def _date(text: str) -> datetime:

@@ -155,3 +155,20 @@ def test_daily_file_and_a_file_that_is_not_in_the_layout(tmp_path: Path, state: 
     rows = _table(state, "ETHUSD")
     assert _comparable(rows, COLUMNS) == _expected(bars)
     assert {r["interval"] for r in rows.values()} == {"1d"}
+
+
+def test_numbers_too_large_for_the_table_are_refused_not_a_crash(tmp_path: Path) -> None:
+    """30 integer digits fit no DECIMAL(38, 12) (and overflowed Python's default 28-digit context): refused rows."""
+    from cryptolake.history.csv_ohlcv import read_csv
+
+    path = tmp_path / "Odd_BTCUSD_d.csv"
+    path.write_text(
+        "https://www.CryptoDataDownload.com\ndate,symbol,open,high,low,close,Volume BTC,Volume USD\n"
+        "2016-05-02,BTC/USD,1,2,0.5,1.5,10,15\n"
+        f"2016-05-01,BTC/USD,1,{'9' * 30}.5,0.5,1.5,10,15\n"
+        "2016-04-30,BTC/USD,1,2,0.5,1.5,1e999999,15\n",
+        encoding="utf-8",
+    )
+    parsed = read_csv(path, "odd")
+    assert [row["open_time"].day for row in parsed.rows] == [2]
+    assert [(line, reason.split(":")[0]) for line, reason in parsed.rejected] == [(4, "bad_number"), (5, "bad_number")]
