@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import random
 import subprocess
-import sys
 import threading
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -19,9 +17,8 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
-from cryptolake.lakehouse.catalog import get_catalog
-from cryptolake.settings import REPO_ROOT, Settings
 from cryptolake.tables import BRONZE_BINANCE_KLINES
+from cryptolake_dagster_tests.history.import_cli import run_import, table_rows
 
 HEADER = (
     "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
@@ -83,16 +80,11 @@ def _write(root: Path, market_dir: str, frequency: str, symbol: str, interval: s
 
 
 def _cli(state: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CRYPTOLAKE_STATE_DIR": str(state)}
-    for key in ("CRYPTOLAKE_PROFILE", "CRYPTOLAKE_CATALOG_URI", "CRYPTOLAKE_WAREHOUSE"):
-        env.pop(key, None)
-    command = [str(Path(sys.executable).parent / "cryptolake"), "import", "archive", *args]
-    return subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    return run_import(state, "archive", *args)
 
 
 def _table(state: Path) -> dict[tuple, dict]:
-    catalog = get_catalog(Settings(state_dir=state, profile="local", catalog_uri=None, warehouse=None))
-    rows = catalog.load_table(BRONZE_BINANCE_KLINES.identifier).scan().to_arrow().to_pylist()
+    rows = table_rows(state, BRONZE_BINANCE_KLINES.identifier)
     return {(r["market"], r["symbol"], r["interval"], r["open_time"]): r for r in rows}
 
 

@@ -6,19 +6,16 @@ must hold exactly the generated bars, re-importing must change nothing, and a co
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from cryptolake.lakehouse.catalog import get_catalog
-from cryptolake.settings import REPO_ROOT, Settings
 from cryptolake.tables import BRONZE_OHLCV_CSV
+from cryptolake_dagster_tests.history.import_cli import run_import, table_rows
 
 HOURLY_START = datetime(2019, 3, 1, tzinfo=UTC)
 DAILY_START = datetime(2016, 5, 1, tzinfo=UTC)
@@ -76,24 +73,11 @@ def _write_daily(path: Path, bars: list[dict]) -> None:
 
 
 def _import(state: Path, *files: Path, exchange: str = "bitstamp") -> subprocess.CompletedProcess:
-    env = {**os.environ, "CRYPTOLAKE_STATE_DIR": str(state)}
-    for key in ("CRYPTOLAKE_PROFILE", "CRYPTOLAKE_CATALOG_URI", "CRYPTOLAKE_WAREHOUSE"):
-        env.pop(key, None)
-    command = [
-        str(Path(sys.executable).parent / "cryptolake"),
-        "import",
-        "csv",
-        "--exchange",
-        exchange,
-        *map(str, files),
-    ]
-    return subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    return run_import(state, "csv", "--exchange", exchange, *map(str, files))
 
 
 def _table(state: Path, symbol: str) -> dict[datetime, dict]:
-    catalog = get_catalog(Settings(state_dir=state, profile="local", catalog_uri=None, warehouse=None))
-    rows = catalog.load_table(BRONZE_OHLCV_CSV.identifier).scan().to_arrow().to_pylist()
-    return {r["open_time"]: r for r in rows if r["symbol"] == symbol}
+    return {r["open_time"]: r for r in table_rows(state, BRONZE_OHLCV_CSV.identifier) if r["symbol"] == symbol}
 
 
 def _expected(bars: list[dict], **extra) -> dict[datetime, dict]:
