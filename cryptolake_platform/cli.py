@@ -176,6 +176,9 @@ def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
     from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 
     if args.root is not None:
+        if not args.root.is_dir():
+            print(f"cryptolake import archive: --root {args.root} is not a directory", file=sys.stderr)
+            return 2
         archives = find_kline_archives(args.root)
     else:
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]

@@ -29,6 +29,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from cryptolake.klines import parse_kline
+from cryptolake.lakehouse.writes import replace_rows
 from cryptolake.payloads import SourcePayloadError
 from cryptolake.tables import BRONZE_BINANCE_KLINES
 
@@ -200,7 +201,7 @@ def write_klines(catalog: Catalog, archive: KlineArchive, rows: list[dict[str, o
             ),
         ),
     )
-    table.overwrite(frame, overwrite_filter=window, snapshot_properties={"cryptolake.archive-file": archive.name})
+    replace_rows(table, frame, window, {"cryptolake.archive-file": archive.name})
     return frame.num_rows
 
 

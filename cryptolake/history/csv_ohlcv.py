@@ -28,6 +28,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
 
+from cryptolake.lakehouse.writes import replace_rows
 from cryptolake.payloads import SourcePayloadError, TooManyDecimalsError, exact_decimal
 from cryptolake.tables import BRONZE_OHLCV_CSV
 
@@ -202,5 +203,5 @@ def write_import(catalog: Catalog, parsed: CsvImport, imported_at: datetime | No
             ),
         ),
     )
-    table.overwrite(frame, overwrite_filter=window, snapshot_properties={"cryptolake.source-file": parsed.path.name})
+    replace_rows(table, frame, window, {"cryptolake.source-file": parsed.path.name})
     return frame.num_rows

@@ -12,12 +12,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryptolake.tables import Table
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table as IcebergTable
     from pyspark.sql import DataFrame, SparkSession
 
 
@@ -93,3 +97,15 @@ def merge_window(
         """
     )
     spark.catalog.dropTempView(view)
+
+
+def replace_rows(
+    table: IcebergTable, rows: pa.Table, where: BooleanExpression, snapshot_properties: Mapping[str, str]
+) -> None:
+    """Replace the rows of ``table`` matching ``where`` by ``rows`` in one pyiceberg commit (the importers' write).
+
+    pyiceberg warns when nothing matched (a first import); that is the normal case here, not worth a warning.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+        table.overwrite(rows, overwrite_filter=where, snapshot_properties=dict(snapshot_properties))
