@@ -256,7 +256,7 @@ class Harness:
 
 
 def bench_producer(settings: Any, bootstrap: str, count: int) -> dict[str, Any]:
-    from streaming.connectors.binance.encode import encode_binance_agg_trade
+    from cryptolake.connectors.binance.encode import encode_binance_agg_trade
     from streaming.sinks.kafka_producer import TradeKafkaSink
 
     class BenchSink(TradeKafkaSink):
@@ -411,7 +411,7 @@ def preload(settings: Any, bootstrap: str, topic: str, count: int) -> None:
     from confluent_kafka import Producer
 
     from cryptolake.broker import ensure_topics, producer_config
-    from streaming.connectors.binance.normalize import normalize_binance_agg_trade
+    from cryptolake.connectors.binance.normalize import normalize_binance_agg_trade
 
     ensure_topics(bootstrap, {topic: settings.kafka_partitions})
     producer = Producer(producer_config(bootstrap, settings, **{"linger.ms": 50}))

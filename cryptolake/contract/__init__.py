@@ -8,7 +8,7 @@
   ``wire_values``, ``encode_trade``);
 * :mod:`.errors` — ``ContractError``.
 
-Exchange-specific parsing lives beside its connector (``streaming.connectors.binance``). ``docs/contracts/
+Exchange-specific parsing lives beside its connector (``cryptolake.connectors.binance``). ``docs/contracts/
 trade_v1.md`` documents the wire format and the reason codes.
 """
 

@@ -3,7 +3,7 @@
 Each ``check_*`` raises :class:`ContractError` with the rule's reason code; the checked paths (``Trade.from_wire``
 and the Binance normalizer) call them in order. Every faster or other-language form of a rule is derived from the
 constants here and tested against these checks: the fast paths of the wire format (:mod:`.trade`) and of the
-Binance connector (``streaming/connectors/binance``), the Bronze writer's vectorised check
+Binance connector (``cryptolake/connectors/binance``), the Bronze writer's vectorised check
 (``streaming/bronze_writer/columnar.py``) and the Silver cleaning SQL (``POSITIVE_DECIMALS``).
 """
 

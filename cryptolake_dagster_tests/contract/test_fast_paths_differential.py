@@ -1,7 +1,7 @@
 """Differential test of the contract's fast paths against its checked reference paths.
 
 The trade contract (``cryptolake/contract/trade.py``) and the Binance connector
-(``streaming/connectors/binance/normalize.py``, ``encode.py``) answer the common message through a fast path and
+(``cryptolake/connectors/binance/normalize.py``, ``encode.py``) answer the common message through a fast path and
 fall back to the original, fully checked implementation for anything else. Each fast path must accept only what the checked path accepts, with the
 identical result. Here seeded random mutations of real recorded Binance messages (shared/samples) and generated
 ones — dropped and added keys, wrong types, odd decimal strings, huge / negative / NaN / big-int values, unicode,
@@ -33,6 +33,9 @@ import orjson
 import pytest
 
 from cryptolake import contract
+from cryptolake.connectors.binance.encode import _TEMPLATES, _encode_checked, _fast_encode, encode_binance_agg_trade
+from cryptolake.connectors.binance.endpoints import unwrap_combined
+from cryptolake.connectors.binance.normalize import _fast_normalize, _normalize_checked, normalize_binance_agg_trade
 from cryptolake.contract import (
     MAX_FUTURE_MS,
     MIN_TRADE_TIME_MS,
@@ -46,9 +49,6 @@ from cryptolake.contract import (
 from cryptolake.contract.trade import _fast_from_wire
 from cryptolake.settings import DEFAULT_COIN_IDS
 from cryptolake.utc import from_epoch_ms, to_epoch_ms
-from streaming.connectors.binance.encode import _TEMPLATES, _encode_checked, _fast_encode, encode_binance_agg_trade
-from streaming.connectors.binance.endpoints import unwrap_combined
-from streaming.connectors.binance.normalize import _fast_normalize, _normalize_checked, normalize_binance_agg_trade
 
 SEED = 20261122
 EXACT = Context(prec=100)  # the test's own exact arithmetic (the contract's context is what is under test)

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pytest
 
+from cryptolake.connectors.binance.encode import encode_binance_agg_trade
+from cryptolake.connectors.binance.endpoints import plan_connections, unwrap_combined
+from cryptolake.connectors.binance.normalize import normalize_binance_agg_trade
 from cryptolake.contract import ContractError, Trade, split_symbol
 from cryptolake.settings import DEFAULT_COIN_IDS
 from cryptolake.utc import from_epoch_ms, to_epoch_ms
-from streaming.connectors.binance.encode import encode_binance_agg_trade
-from streaming.connectors.binance.endpoints import plan_connections, unwrap_combined
-from streaming.connectors.binance.normalize import normalize_binance_agg_trade
 
 NOW = datetime(2021, 10, 12, 12, tzinfo=UTC)
 

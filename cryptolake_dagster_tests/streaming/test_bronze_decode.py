@@ -17,10 +17,10 @@ from decimal import Decimal
 
 import pytest
 
+from cryptolake.connectors.binance.normalize import normalize_binance_agg_trade
 from simulators.binance.market import SyntheticMarket
 from simulators.binance.protocol import aggtrade_event
 from streaming.bronze_writer.batch import decode_batch
-from streaming.connectors.binance.normalize import normalize_binance_agg_trade
 
 # Symbols of no other streaming test: test_bronze_pipeline writes these to the shared bronze.trades, and
 # test_exactly_once compares every Bronze row of its own symbols with the simulator's ids.

@@ -21,13 +21,13 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import connect
 
+from cryptolake.connectors.binance.encode import encode_binance_agg_trade
+from cryptolake.connectors.binance.endpoints import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
+from cryptolake.connectors.binance.rest import AggTradesClient, GapRepairError, GapRepairInterrupted
 from cryptolake.contract import ContractError, Market, Source
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
-from streaming.connectors.binance.encode import encode_binance_agg_trade
-from streaming.connectors.binance.endpoints import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
 from streaming.producer.checkpoint import load_checkpoint, save_checkpoint
-from streaming.producer.gap_repair import AggTradesClient, GapRepairError, GapRepairInterrupted
 from streaming.sinks.kafka_producer import TradeKafkaSink
 
 log = get_logger(__name__)

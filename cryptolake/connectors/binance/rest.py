@@ -1,4 +1,5 @@
-"""Repair gaps in aggregate-trade ids from Binance's REST ``aggTrades?fromId=`` endpoint, weight-aware."""
+"""Binance's REST ``aggTrades?fromId=`` endpoint, paged and weight-aware: how missing aggregate ids are fetched (the
+producer's gap repair, the batch repair of a day's incomplete minutes)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any, Final
 
 import requests
 
+from cryptolake.connectors.binance.endpoints import AGG_TRADES_PATHS
 from cryptolake.contract import Market
 from cryptolake.logging import get_logger
-from streaming.connectors.binance.endpoints import AGG_TRADES_PATHS
 
 log = get_logger(__name__)
 PAGE_LIMIT: Final = 1000

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
+from cryptolake.connectors.binance.normalize import FAST_PRICE_DIGITS, FAST_QUANTITY_DIGITS, _normalize_checked
 from cryptolake.contract import EncodedTrade, Market, Source, Trade, encode_trade
 from cryptolake.contract.rules import (
     BIGINT_LIMIT,
@@ -24,7 +25,6 @@ from cryptolake.contract.rules import (
     exact_multiply,
 )
 from cryptolake.utc import EPOCH, from_epoch_ms
-from streaming.connectors.binance.normalize import FAST_PRICE_DIGITS, FAST_QUANTITY_DIGITS, _normalize_checked
 
 _ZERO: Final = Decimal(0)
 _ONE_MS: Final = timedelta(milliseconds=1)  # (moment - EPOCH) // _ONE_MS is to_epoch_ms(), inlined

@@ -2,11 +2,12 @@
 
 * :mod:`.endpoints` — WebSocket connection planning, combined-stream frames, REST paths, live / local URLs;
 * :mod:`.normalize` — ``aggTrade`` -> ``Trade`` (the checked reference path and its fast path);
-* :mod:`.encode` — ``aggTrade`` -> Kafka key and value in one step (what the producer publishes).
+* :mod:`.encode` — ``aggTrade`` -> Kafka key and value in one step (what the producer publishes);
+* :mod:`.rest` — the weight-aware REST ``aggTrades`` client (the producer's gap repair, the batch repair of a day).
 """
 
-from streaming.connectors.binance.encode import encode_binance_agg_trade
-from streaming.connectors.binance.endpoints import (
+from cryptolake.connectors.binance.encode import encode_binance_agg_trade
+from cryptolake.connectors.binance.endpoints import (
     AGG_TRADES_PATHS,
     MAX_STREAMS_PER_CONNECTION,
     StreamEndpoint,
@@ -14,7 +15,7 @@ from streaming.connectors.binance.endpoints import (
     plan_connections,
     unwrap_combined,
 )
-from streaming.connectors.binance.normalize import EXCHANGE_BINANCE, normalize_binance_agg_trade
+from cryptolake.connectors.binance.normalize import EXCHANGE_BINANCE, normalize_binance_agg_trade
 
 __all__ = [
     "AGG_TRADES_PATHS",
