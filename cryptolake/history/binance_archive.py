@@ -20,7 +20,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -210,3 +210,63 @@ def import_kline_archive(catalog: Catalog, archive: KlineArchive) -> tuple[int, 
     content, checked = verified_bytes(archive)
     rows = read_kline_archive(archive, content, datetime.now(UTC))
     return write_klines(catalog, archive, rows), checked
+
+
+def archive_exists(location: str, *, timeout_s: float = 60.0) -> bool:
+    """Whether a file is there: a path that exists, or a URL a mirror answers (``HEAD``; 404 means absent, other
+    errors raise)."""
+    if not location.startswith(("http://", "https://")):
+        return Path(location).is_file()
+    response = requests.head(location, timeout=timeout_s, allow_redirects=True)
+    if response.status_code == 404:
+        return False
+    response.raise_for_status()
+    return True
+
+
+@dataclass(frozen=True)
+class MonthFiles:
+    """The files holding one month of a market, symbol and interval: the monthly file, or else the daily files
+    found; ``missing`` holds the layout paths looked for and not found that should have been there."""
+
+    archives: list[KlineArchive]
+    missing: list[str]
+
+
+def month_kline_archives(source: str, market: str, symbol: str, interval: str, month: str, *,
+                         today: date | None = None, timeout_s: float = 60.0) -> MonthFiles:  # fmt: skip
+    """The files of ``month`` (``YYYY-MM``) at ``source`` (the directory holding ``data/``, or a mirror's base URL):
+    the monthly file when it is there; else the daily files of the month's days before ``today`` (UTC) that are
+    there, for a month Binance has not closed yet (the current one) or whose monthly file is absent.
+
+    Missing: the monthly path when neither it nor any daily file is there (a month before the symbol was listed,
+    or not mirrored); when daily files are there, the paths of the days before ``today`` that are not."""
+    today = today or datetime.now(UTC).date()
+    is_url = source.startswith(("http://", "https://"))
+
+    def located(relative: str) -> KlineArchive | None:
+        location = f"{source.rstrip('/')}/{relative}" if is_url else str(Path(source) / relative)
+        archive = _archive(location, relative)
+        if archive is None:
+            raise ArchiveError(f"{relative}: not a kline archive path of the official layout")
+        return archive if archive_exists(location, timeout_s=timeout_s) else None
+
+    monthly_path = kline_archive_path(market, "monthly", symbol, interval, month)
+    monthly = located(monthly_path)
+    if monthly is not None:
+        return MonthFiles([monthly], [])
+    year, number = map(int, month.split("-"))
+    first = date(year, number, 1)
+    following = date(year + number // 12, number % 12 + 1, 1)
+    days = [first + timedelta(days=n) for n in range((min(following, today) - first).days)]
+    if not days:  # the month has not begun before today: nothing is published yet
+        return MonthFiles([], [])
+    daily, absent = [], []
+    for day in days:
+        path = kline_archive_path(market, "daily", symbol, interval, day.isoformat())
+        found = located(path)
+        if found is None:
+            absent.append(path)
+        else:
+            daily.append(found)
+    return MonthFiles(daily, absent) if daily else MonthFiles([], [monthly_path])
