@@ -1,14 +1,21 @@
 """Binance public data archives (data.binance.vision layout) from a local directory or a mirror's base URL.
 
-Layout: ``data/{spot|futures/um}/{daily|monthly}/klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip``, each
-with an optional ``.CHECKSUM`` beside it (``<sha256>  <file name>``). Every file is checked against its checksum
-and a mismatch is refused by name. The CSV inside may start with a header row (USD-M files gained one in 2022; spot
-files have none) and its times may be milliseconds or microseconds (spot files switched to microseconds on
-2025-01-01): both are detected per file, and times are stored in milliseconds, as the REST klines have them.
+Layout: ``data/{spot|futures/um}/{daily|monthly}/klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip`` and
+``data/{spot|futures/um}/{daily|monthly}/aggTrades/SYMBOL/SYMBOL-aggTrades-YYYY-MM[-DD].zip``, each with an optional
+``.CHECKSUM`` beside it (``<sha256>  <file name>``). Every file is checked against its checksum and a mismatch is
+refused by name. The CSV inside may start with a header row (USD-M files gained one in 2022; spot files have none)
+and its times may be milliseconds or microseconds (spot files switched to microseconds on 2025-01-01): both are
+detected per file, and times are stored in milliseconds, as the REST klines and the live trades have them.
 
-Klines land in ``bronze.binance_klines`` beside the REST klines with ``source = 'archive'``; a file's rows replace
-the archive rows of its market, symbol and interval in the period the file covers (its day or month), so importing
-again, or a replaced file, converges.
+* Klines land in ``bronze.binance_klines`` beside the REST klines with ``source = 'archive'``; a file's rows
+  replace the archive rows of its market, symbol and interval in the period the file covers (its day or month).
+* aggTrades go through the Binance connector's normalizer (the live trades' contract checks) into
+  ``bronze.trades_backfill`` with ``source = 'archive'`` and the file's layout path as ``origin``; a file's rows
+  replace the rows of its origin. Binance's invalid-trade markers (``p = 0, q = 0, f = -1, l = -1``) are dropped
+  and counted, rows failing the contract are skipped and counted by reason. Silver deduplicates them with the live
+  trades on the natural key (exchange, market, symbol, agg_trade_id).
+
+Importing again, or a replaced file, converges.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,8 +43,12 @@ from cryptolake.tables import BRONZE_BINANCE_KLINES
 MARKET_DIRS = {"spot": "spot", "usdm_futures": "futures/um"}
 _MARKETS = {directory: market for market, directory in MARKET_DIRS.items()}
 KLINES_PATH = re.compile(
-    r"data/(?P<market>spot|futures/um)/(?P<frequency>daily|monthly)/klines/(?P<symbol>[A-Z0-9]+)/(?P<interval>\w+)/"
-    r"(?P=symbol)-(?P=interval)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
+    r"data/(?P<market>spot|futures/um)/(?P<frequency>daily|monthly)/(?P<kind>klines)/(?P<symbol>[A-Z0-9]+)/"
+    r"(?P<interval>\w+)/(?P=symbol)-(?P=interval)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
+)
+AGG_TRADES_PATH = re.compile(
+    r"data/(?P<market>spot|futures/um)/(?P<frequency>daily|monthly)/(?P<kind>aggTrades)/(?P<symbol>[A-Z0-9]+)/"
+    r"(?P=symbol)-aggTrades-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip"
 )
 MICROSECONDS_FROM = 10**14  # epoch values above this are microseconds (ms reach 10^14 only in the year 5138)
 
@@ -47,16 +58,22 @@ class ArchiveError(ValueError):
 
 
 @dataclass(frozen=True)
-class KlineArchive:
+class Archive:
     """One archive file: where it is (a path or a URL) and what its place in the layout says it holds."""
 
     location: str
     market: str
     frequency: str
     symbol: str
-    interval: str
+    interval: str  # "" for aggTrades
     period: str
+    kind: str = "klines"  # klines | aggTrades
+    path: str = ""  # the layout path, data/...
 
+    @property
+    def origin(self) -> str:
+        """The file's layout path (``data/...``): the ``origin`` of its rows in bronze.trades_backfill."""
+        return self.path or self.location
     @property
     def name(self) -> str:
         return self.location.rsplit("/", 1)[-1]
@@ -75,22 +92,29 @@ def kline_archive_path(market: str, frequency: str, symbol: str, interval: str, 
     return f"data/{MARKET_DIRS[market]}/{frequency}/klines/{symbol}/{interval}/{symbol}-{interval}-{period}.zip"
 
 
-def _archive(location: str, relative: str) -> KlineArchive | None:
-    match = KLINES_PATH.fullmatch(relative)
+def agg_trades_archive_path(market: str, frequency: str, symbol: str, period: str) -> str:
+    """The file's path in the official layout, e.g. ``data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-03-01.zip``."""
+    return f"data/{MARKET_DIRS[market]}/{frequency}/aggTrades/{symbol}/{symbol}-aggTrades-{period}.zip"
+
+
+def _archive(location: str, relative: str) -> Archive | None:
+    match = KLINES_PATH.fullmatch(relative) or AGG_TRADES_PATH.fullmatch(relative)
     if match is None:
         return None
-    return KlineArchive(
+    return Archive(
         location=location,
         market=_MARKETS[match["market"]],
         frequency=match["frequency"],
         symbol=match["symbol"],
-        interval=match["interval"],
+        interval=match.groupdict().get("interval") or "",
         period=match["period"],
+        kind=match["kind"],
+        path=relative,
     )
 
 
-def find_kline_archives(root: Path) -> list[KlineArchive]:
-    """Every kline archive below ``root`` (the directory holding ``data/``), in layout order."""
+def find_archives(root: Path) -> list[Archive]:
+    """Every kline and aggTrades archive below ``root`` (the directory holding ``data/``), in layout order."""
     found = []
     for path in sorted(root.rglob("*.zip")):
         archive = _archive(str(path), path.relative_to(root).as_posix())
@@ -99,15 +123,23 @@ def find_kline_archives(root: Path) -> list[KlineArchive]:
     return found
 
 
-def mirror_kline_archives(base_url: str, relatives: list[str]) -> list[KlineArchive]:
+def find_kline_archives(root: Path) -> list[Archive]:
+    """Every kline archive below ``root``, in layout order."""
+    return [archive for archive in find_archives(root) if archive.kind == "klines"]
+
+
+def mirror_archives(base_url: str, relatives: list[str]) -> list[Archive]:
     """The archives at ``base_url`` (a mirror of the site's root) for the given layout paths."""
     archives = []
     for relative in relatives:
         archive = _archive(f"{base_url.rstrip('/')}/{relative}", relative)
         if archive is None:
-            raise ArchiveError(f"{relative}: not a kline archive path of the official layout")
+            raise ArchiveError(f"{relative}: not a kline or aggTrades archive path of the official layout")
         archives.append(archive)
     return archives
+
+
+mirror_kline_archives = mirror_archives
 
 
 def _fetch(location: str, *, optional: bool = False, timeout_s: float = 60.0) -> bytes | None:
@@ -123,7 +155,7 @@ def _fetch(location: str, *, optional: bool = False, timeout_s: float = 60.0) ->
     return path.read_bytes()
 
 
-def verified_bytes(archive: KlineArchive) -> tuple[bytes, bool]:
+def verified_bytes(archive: Archive) -> tuple[bytes, bool]:
     """The file's bytes and whether a checksum was there to check them; ArchiveError on a mismatch."""
     content = _fetch(archive.location)
     assert content is not None
@@ -137,7 +169,7 @@ def verified_bytes(archive: KlineArchive) -> tuple[bytes, bool]:
     return content, True
 
 
-def _csv_rows(archive: KlineArchive, content: bytes) -> Iterator[list[str]]:
+def _csv_rows(archive: Archive, content: bytes) -> Iterator[list[str]]:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as bundle:
             members = [name for name in bundle.namelist() if name.endswith(".csv")]
@@ -156,7 +188,7 @@ def _to_ms(value: str) -> str:
     return str(number // 1000) if number >= MICROSECONDS_FROM else value
 
 
-def read_kline_archive(archive: KlineArchive, content: bytes, fetched_at: datetime) -> list[dict[str, object]]:
+def read_kline_archive(archive: Archive, content: bytes, fetched_at: datetime) -> list[dict[str, object]]:
     """The file's klines as ``bronze.binance_klines`` rows (header row skipped, microseconds made milliseconds)."""
     rows = []
     for number, row in enumerate(_csv_rows(archive, content), start=1):
@@ -185,9 +217,10 @@ def read_kline_archive(archive: KlineArchive, content: bytes, fetched_at: dateti
     return rows
 
 
-def write_klines(catalog: Catalog, archive: KlineArchive, rows: list[dict[str, object]]) -> int:
+def write_klines(catalog: Catalog, archive: Archive, rows: list[dict[str, object]],
+                 snapshot_properties: Mapping[str, str] | None = None) -> int:  # fmt: skip
     """Replace the archive rows of the file's market, symbol and interval in the period it covers by ``rows`` (so
-    a bar a replaced file no longer holds is removed too)."""
+    a bar a replaced file no longer holds is removed too); ``snapshot_properties`` go into the commit's summary."""
     table = catalog.load_table(BRONZE_BINANCE_KLINES.identifier)
     frame = pa.Table.from_pylist(rows, schema=table.schema().as_arrow())
     start, end = archive.period_window()
@@ -201,15 +234,16 @@ def write_klines(catalog: Catalog, archive: KlineArchive, rows: list[dict[str, o
             ),
         ),
     )
-    replace_rows(table, frame, window, {"cryptolake.archive-file": archive.name})
+    replace_rows(table, frame, window, {**(snapshot_properties or {}), "cryptolake.archive-file": archive.name})
     return frame.num_rows
 
 
-def import_kline_archive(catalog: Catalog, archive: KlineArchive) -> tuple[int, bool]:
+def import_kline_archive(catalog: Catalog, archive: Archive,
+                         snapshot_properties: Mapping[str, str] | None = None) -> tuple[int, bool]:  # fmt: skip
     """Verify, read and write one file; return (rows written, whether a checksum was checked)."""
     content, checked = verified_bytes(archive)
     rows = read_kline_archive(archive, content, datetime.now(UTC))
-    return write_klines(catalog, archive, rows), checked
+    return write_klines(catalog, archive, rows, snapshot_properties), checked
 
 
 def archive_exists(location: str, *, timeout_s: float = 60.0) -> bool:
@@ -229,7 +263,7 @@ class MonthFiles:
     """The files holding one month of a market, symbol and interval: the monthly file, or else the daily files
     found; ``missing`` holds the layout paths looked for and not found that should have been there."""
 
-    archives: list[KlineArchive]
+    archives: list[Archive]
     missing: list[str]
 
 
@@ -244,7 +278,7 @@ def month_kline_archives(source: str, market: str, symbol: str, interval: str, m
     today = today or datetime.now(UTC).date()
     is_url = source.startswith(("http://", "https://"))
 
-    def located(relative: str) -> KlineArchive | None:
+    def located(relative: str) -> Archive | None:
         location = f"{source.rstrip('/')}/{relative}" if is_url else str(Path(source) / relative)
         archive = _archive(location, relative)
         if archive is None:
