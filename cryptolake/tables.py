@@ -137,6 +137,27 @@ BRONZE_TRADES_REJECTED: Final = Table(
     description="Kafka messages that failed contract validation in the Bronze writer, with a reason.",
 )
 
+BRONZE_TRADES_BACKFILL: Final = Table(
+    BRONZE,
+    "trades_backfill",
+    _fields(
+        *_TRADE_FIELDS,
+        (
+            "origin",
+            StringType(),
+            True,
+            "Where the row came from: the archive file's path in the official layout, or "
+            "rest_backfill/<market>/<symbol> for trades fetched over REST by the repair of a day",
+        ),
+        ("landed_at", TimestamptzType(), True, "Time the row was written (UTC)"),
+    ),
+    partition_source="trade_time",
+    properties={"write.parquet.compression-level": "1"},
+    description="Trades that did not come through Kafka: Binance aggTrades archives (source = archive) and the "
+    "aggregate ids a day's repair fetched over REST (source = rest_backfill). Silver deduplicates them with "
+    "bronze.trades on the same natural key; an archive file replaces its own rows on re-import.",
+)
+
 SILVER_OHLCV_1M: Final = Table(
     SILVER,
     "ohlcv_1m",
@@ -299,9 +320,14 @@ SILVER_FEAR_GREED: Final = Table(
 # --- Silver trades: Bronze deduplicated and cleaned, with a quarantine for rejected rows --------------------------
 
 _KAFKA_LINEAGE_FIELDS: Final = (
-    ("kafka_topic", StringType(), True, "Kafka topic of the kept Bronze occurrence"),
-    ("kafka_partition", IntegerType(), True, "Kafka partition of the kept Bronze occurrence"),
-    ("kafka_offset", LongType(), True, "Kafka offset of the kept Bronze occurrence"),
+    (
+        "kafka_topic",
+        StringType(),
+        True,
+        "Kafka topic of the kept Bronze occurrence (for a row of bronze.trades_backfill: its origin)",
+    ),
+    ("kafka_partition", IntegerType(), True, "Kafka partition of the kept Bronze occurrence (-1: backfilled)"),
+    ("kafka_offset", LongType(), True, "Kafka offset of the kept Bronze occurrence (backfilled: the agg id)"),
 )
 
 SILVER_TRADES: Final = Table(
@@ -345,6 +371,7 @@ GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
 ALL_TABLES: Final = (
     BRONZE_TRADES,
     BRONZE_TRADES_REJECTED,
+    BRONZE_TRADES_BACKFILL,
     SILVER_OHLCV_1M,
     BRONZE_COINGECKO_MARKET_CHART,
     BRONZE_FEAR_GREED,

@@ -72,12 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     csv_import.add_argument("--exchange", required=True, help="exchange the files are of, e.g. bitstamp")
     archive = kinds.add_parser(
         "archive",
-        help="Binance public data archives (klines) from a directory or a mirror -> bronze.binance_klines",
-        description="Import Binance kline archives in the official layout (data/{spot|futures/um}/{daily|monthly}/"
-        "klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip) into bronze.binance_klines with source = "
+        help="Binance public data archives (klines, aggTrades) from a directory or a mirror -> Bronze",
+        description="Import Binance archives in the official layout: klines (data/{spot|futures/um}/{daily|monthly}/"
+        "klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip) into bronze.binance_klines and aggTrades "
+        "(.../aggTrades/SYMBOL/SYMBOL-aggTrades-YYYY-MM[-DD].zip) into bronze.trades_backfill, with source = "
         "'archive'. Each file is checked against its .CHECKSUM (a mismatch is refused by name); header rows and "
-        "microsecond timestamps are detected per file. --root imports every kline archive under a directory; "
-        "--base-url fetches the monthly files of --symbols x --intervals for --months from a mirror.",
+        "microsecond timestamps are detected per file; Binance's invalid aggTrade markers are dropped and counted. "
+        "--root imports every archive under a directory; --base-url fetches the monthly files of --symbols x "
+        "--intervals (and aggTrades with --agg-trades) for --months from a mirror. Silver picks up imported trades "
+        "when the days are (re)built: cryptolake backfill --from ... --to ....",
     )
     where = archive.add_mutually_exclusive_group(required=True)
     where.add_argument("--root", type=Path, help="directory that holds data/ (the layout of data.binance.vision)")
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--symbols", default="", help="comma-separated symbols, with --base-url")
     archive.add_argument("--intervals", default="1d", help="comma-separated intervals, with --base-url (1d)")
     archive.add_argument("--months", metavar="YYYY-MM:YYYY-MM", help="first and last month, with --base-url")
+    archive.add_argument(
+        "--agg-trades", action="store_true", help="with --base-url: also the monthly aggTrades files of --symbols"
+    )
     sub.add_parser("bootstrap", help="create the catalog, the namespaces and the registered tables (idempotent)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     sub.add_parser("env-example", help="print the documented list of every CRYPTOLAKE_* setting (.env.example)")
@@ -165,13 +171,15 @@ def _months(spec: str) -> list[str]:
 
 
 def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from cryptolake.history.binance_agg_trades import import_agg_trades_archive
     from cryptolake.history.binance_archive import (
+        Archive,
         ArchiveError,
-        KlineArchive,
-        find_kline_archives,
+        agg_trades_archive_path,
+        find_archives,
         import_kline_archive,
         kline_archive_path,
-        mirror_kline_archives,
+        mirror_archives,
     )
     from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 
@@ -179,30 +187,44 @@ def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
         if not args.root.is_dir():
             print(f"cryptolake import archive: --root {args.root} is not a directory", file=sys.stderr)
             return 2
-        archives = find_kline_archives(args.root)
+        archives = find_archives(args.root)
     else:
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         if not symbols or not args.months:
             print("cryptolake import archive: --base-url needs --symbols and --months", file=sys.stderr)
             return 2
+        months = _months(args.months)
         paths = [
             kline_archive_path(args.market, "monthly", symbol, interval.strip(), month)
             for symbol in symbols
             for interval in args.intervals.split(",")
-            for month in _months(args.months)
+            if interval.strip()
+            for month in months
         ]
-        archives = mirror_kline_archives(args.base_url, paths)
+        if args.agg_trades:
+            paths += [agg_trades_archive_path(args.market, "monthly", s, month) for s in symbols for month in months]
+        archives = mirror_archives(args.base_url, paths)
     if not archives:
-        print("cryptolake import archive: no kline archive found in the official layout", file=sys.stderr)
+        print("cryptolake import archive: no kline or aggTrades archive found in the official layout", file=sys.stderr)
         return 1
     catalog = bootstrap_lakehouse(settings)
 
-    def work(item: KlineArchive) -> str:
-        written, checked = import_kline_archive(catalog, item)
-        return f"{written} {item.market} {item.interval} klines ({'checksum ok' if checked else 'no checksum'})"
+    def work(item: Archive) -> str:
+        if item.kind == "klines":
+            written, checked = import_kline_archive(catalog, item)
+            return f"{written} {item.market} {item.interval} klines ({'checksum ok' if checked else 'no checksum'})"
+        parsed, checked = import_agg_trades_archive(catalog, item, settings.coin_ids)
+        rejected = ", ".join(f"{reason} x{count}" for reason, count in sorted(parsed.rejected.items()))
+        lines = [f"  line {line}: {reason}" for line, reason in parsed.first_rejects]
+        return "\n".join([
+            f"{len(parsed.trades)} {item.market} aggTrades ({'checksum ok' if checked else 'no checksum'}); "
+            f"{parsed.invalid_markers} invalid-trade markers dropped; {sum(parsed.rejected.values())} rows refused"
+            + (f" ({rejected})" if rejected else ""),
+            *lines,
+        ])  # fmt: skip
 
     # requests' errors are OSErrors
-    return _import_each("archive", archives, lambda item: item.name, work, (ArchiveError, OSError))
+    return _import_each("archive", archives, lambda item: item.origin, work, (ArchiveError, OSError))
 
 
 def _backfill(settings: Settings, args: argparse.Namespace) -> int:

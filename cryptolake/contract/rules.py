@@ -22,7 +22,9 @@ from cryptolake.utc import from_epoch_ms
 SCHEMA_VERSION: Final = 1
 
 Market = Literal["spot", "usdm_futures"]
-Source = Literal["ws", "rest_backfill", "replay"]
+#: ws: the live stream; rest_backfill: fetched over REST to fill a gap (the producer, or the repair of a day);
+#: replay: a recording replayed; archive: Binance's public data archives (``cryptolake import archive``).
+Source = Literal["ws", "rest_backfill", "replay", "archive"]
 Side = Literal["buy", "sell"]
 MARKETS: Final[tuple[str, ...]] = get_args(Market)
 SOURCES: Final[tuple[str, ...]] = get_args(Source)

@@ -11,6 +11,9 @@
 
   The future rule depends on when the partition runs: a row quarantined as "future" is accepted by a later run of
   the same partition once the clock has passed it (the run replaces the day, so the row moves out of quarantine).
+* **Input**: the trades of ``bronze.trades`` (the live stream and the producer's gap repairs, through Kafka) and of
+  ``bronze.trades_backfill`` (aggTrades archives, a day's REST repair): one stream of rows (``bronze_query``), a
+  backfilled row keyed (origin, -1, agg_trade_id) in place of its Kafka coordinates.
 * **Deduplication** of the *valid* rows on the natural key (exchange, market, symbol, agg_trade_id): the first
   occurrence by (ingest_time, kafka_partition, kafka_offset, kafka_topic) wins. Cleaning runs first, so a valid
   copy of a trade beats an earlier invalid one (which stays in quarantine).
@@ -27,8 +30,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from cryptolake.contract import POSITIVE_DECIMALS
-from cryptolake.tables import BRONZE_TRADES, SILVER_TRADES, SILVER_TRADES_QUARANTINE
+from cryptolake.contract import POSITIVE_DECIMALS, TRADE_FIELDS
+from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_BACKFILL, SILVER_TRADES, SILVER_TRADES_QUARANTINE
 from cryptolake.utc import sql_time_window, sql_timestamp
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -64,12 +67,29 @@ def reason_expression(latest: datetime) -> str:
     return f"nullif(concat_ws(',', {cases}), '')"
 
 
+#: The trade columns of both Bronze trade tables (the contract's fields).
+_TRADE_COLUMNS = ", ".join(field.name for field in TRADE_FIELDS)
+#: A backfilled row's Bronze row key: (origin, -1, agg_trade_id) is unique in bronze.trades_backfill (an origin is
+#: one archive file or one market and symbol's REST repairs) and never a Kafka coordinate (partitions are >= 0).
+_BACKFILL_ROW_KEY = "origin AS kafka_topic, -1 AS kafka_partition, agg_trade_id AS kafka_offset"
+
+
+def bronze_query(start: datetime, end: datetime) -> str:
+    """Every Bronze trade row with trade_time in [start, end): bronze.trades (from Kafka) and
+    bronze.trades_backfill (archives, REST repairs), with a Bronze row key each."""
+    window = sql_time_window("trade_time", start, end)
+    return f"""
+    SELECT {_TRADE_COLUMNS}, {", ".join(BRONZE_ROW_KEY)} FROM {BRONZE_TRADES.identifier} WHERE {window}
+    UNION ALL
+    SELECT {_TRADE_COLUMNS}, {_BACKFILL_ROW_KEY} FROM {BRONZE_TRADES_BACKFILL.identifier} WHERE {window}
+    """
+
+
 def checked_query(start: datetime, end: datetime, latest: datetime) -> str:
-    """Bronze rows with trade_time in [start, end), each with its ``reason`` (NULL: valid)."""
+    """Bronze rows (``bronze_query``) with trade_time in [start, end), each with its ``reason`` (NULL: valid)."""
     return f"""
     SELECT {", ".join(_CARRIED)}, {reason_expression(latest)} AS reason
-    FROM {BRONZE_TRADES.identifier}
-    WHERE {sql_time_window("trade_time", start, end)}
+    FROM ({bronze_query(start, end)})
     """
 
 
