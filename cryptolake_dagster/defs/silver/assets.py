@@ -24,7 +24,12 @@ from pyspark.sql import functions as F
 from cryptolake.lakehouse.writes import merge_window, overwrite_window
 from cryptolake.tables import SILVER_OHLCV_1M, SILVER_TRADES, SILVER_TRADES_QUARANTINE, Table
 from cryptolake.utc import sql_time_window
-from cryptolake_dagster.asset_keys import BRONZE_TRADES_KEY, SILVER_TRADES_KEY, SILVER_TRADES_QUARANTINE_KEY
+from cryptolake_dagster.asset_keys import (
+    BRONZE_TRADES_BACKFILL_KEY,
+    BRONZE_TRADES_KEY,
+    SILVER_TRADES_KEY,
+    SILVER_TRADES_QUARANTINE_KEY,
+)
 from cryptolake_dagster.defs.silver.ohlcv_sql import BAR_KEY, BAR_VALUES, bars_query
 from cryptolake_dagster.defs.silver.trades_sql import (
     BRONZE_ROW_KEY,
@@ -57,7 +62,7 @@ def _has_rows_in_window(catalog: Catalog, table: Table, start: datetime, end: da
             **daily_table_spec_kwargs(
                 SILVER_TRADES, "silver", freshness=SILVER_FRESHNESS, metadata={"write": "overwrite by day"}
             ),
-            deps=[BRONZE_TRADES_KEY],
+            deps=[BRONZE_TRADES_KEY, BRONZE_TRADES_BACKFILL_KEY],
         ),
         dg.AssetSpec(
             **daily_table_spec_kwargs(
@@ -66,7 +71,7 @@ def _has_rows_in_window(catalog: Catalog, table: Table, start: datetime, end: da
                 freshness=SILVER_FRESHNESS,
                 metadata={"write": "merge on the Bronze row key"},
             ),
-            deps=[BRONZE_TRADES_KEY],
+            deps=[BRONZE_TRADES_KEY, BRONZE_TRADES_BACKFILL_KEY],
         ),
     ],
     backfill_policy=dg.BackfillPolicy.multi_run(1),
