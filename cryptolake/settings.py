@@ -167,6 +167,25 @@ class Settings(BaseSettings):
         default_factory=lambda: ["1d", "1h"], description="Kline intervals to ingest, comma separated."
     )
 
+    # --- History imports: the Dagster asset bronze/binance_klines_archive (`cryptolake import` has options) ---
+    archive_root: Path | None = Field(
+        None, description="Local copy of Binance's public data archives (the directory holding data/) to import."
+    )
+    archive_base_url: str | None = Field(
+        None,
+        description="Or: base URL of a mirror of Binance's public data to import from, e.g. https://data.binance.vision.",
+    )
+    archive_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Symbols imported from the archives. Empty: CRYPTOLAKE_SYMBOLS."
+    )
+    archive_markets: Annotated[list[Market], NoDecode] = Field(
+        default_factory=list, description="Markets imported from the archives. Empty: CRYPTOLAKE_MARKETS."
+    )
+    archive_intervals: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Kline intervals imported from the archives. Empty: CRYPTOLAKE_KLINES_INTERVALS.",
+    )
+
     # --- Bronze writer ---------------------------------------------------------------------------------------
     bronze_commit_interval_s: float = Field(30.0, gt=0, description="Seconds between Bronze commits.")
     bronze_max_batch_rows: int = Field(200_000, ge=1, description="Rows that force an early Bronze commit.")
@@ -178,9 +197,12 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, description="Streamlit port.")
     dagster_port: int = Field(3000, description="Dagster webserver port.")
 
-    _split = field_validator("spark_extra_jars", "symbols", "markets", "klines_intervals", mode="before")(_split_list)
+    _split = field_validator(
+        "spark_extra_jars", "symbols", "markets", "klines_intervals", "archive_symbols", "archive_markets",
+        "archive_intervals", mode="before",
+    )(_split_list)  # fmt: skip
 
-    @field_validator("symbols")
+    @field_validator("symbols", "archive_symbols")
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [item.upper() for item in value]

@@ -1,4 +1,6 @@
-"""The batch sources' daily job and its schedule (yesterday's partition, so each day's closing point lands)."""
+"""The batch sources' daily job and its schedule (yesterday's partition, so each day's closing point lands); the
+monthly job of the Binance archives (no schedule: it runs once the archive source is configured, for the months
+asked for)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from cryptolake_dagster.defs.sources.assets import (
     bronze_coingecko_market_chart,
     bronze_fear_greed,
 )
+from cryptolake_dagster.defs.sources.history import bronze_binance_klines_archive
 from cryptolake_dagster.defs.sources.silver import silver_daily_prices, silver_fear_greed
 
 BATCH_SOURCE_ASSETS = [
@@ -27,4 +30,11 @@ batch_sources_job = dg.define_asset_job(
 
 batch_sources_schedule = dg.build_schedule_from_partitioned_job(
     batch_sources_job, hour_of_day=0, minute_of_hour=20, default_status=dg.DefaultScheduleStatus.RUNNING
+)
+
+binance_archive_job = dg.define_asset_job(
+    "binance_archive_monthly",
+    selection=dg.AssetSelection.assets(bronze_binance_klines_archive),
+    description="Binance public kline archives of one month (CRYPTOLAKE_ARCHIVE_ROOT or CRYPTOLAKE_ARCHIVE_BASE_URL) "
+    "into bronze.binance_klines (source = 'archive').",
 )

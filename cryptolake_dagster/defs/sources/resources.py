@@ -1,15 +1,18 @@
-"""Dagster resources of the batch sources: endpoints, credentials and retry settings as resource fields."""
+"""Dagster resources of the batch sources: endpoints, credentials and retry settings as resource fields; where
+the Binance archives are read from."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from cryptolake.contract import ContractError, split_symbol
 from cryptolake.endpoints import BINANCE_LIVE_REST_URLS, COINGECKO_LIVE_URL, FEAR_GREED_LIVE_URL
+from cryptolake.history.binance_archive import MARKET_DIRS, MonthFiles, month_kline_archives
 from cryptolake.settings import Settings
 from cryptolake_dagster.defs.sources.clients import (
     BINANCE_KLINES_PATHS,
@@ -88,6 +91,45 @@ class BinanceKlinesResource(_HttpSettings):
         return BinanceKlinesClient(self._http(base, sleep=sleep), market, self.page_limit)
 
 
+class BinanceArchiveResource(dg.ConfigurableResource):
+    """Binance public data archives (data.binance.vision layout) for ``markets`` x ``symbols`` x ``intervals``:
+    from a local copy (``root``, the directory holding ``data/``) or a mirror (``base_url``), exactly one of them."""
+
+    root: str | None = None
+    base_url: str | None = None
+    symbols: list[str] = ["BTCUSDT", "ETHUSDT"]
+    markets: list[str] = ["spot"]
+    intervals: list[str] = ["1d"]
+    timeout_s: float = 60.0
+
+    def source(self) -> str:
+        """The root directory or the base URL; ValueError saying what to set when the configuration is unusable."""
+        if bool(self.root) == bool(self.base_url):
+            given = "both are set" if self.root else "neither is set"
+            raise ValueError(
+                f"Binance archives: set exactly one of CRYPTOLAKE_ARCHIVE_ROOT (a local copy, the directory holding "
+                f"data/) and CRYPTOLAKE_ARCHIVE_BASE_URL (a mirror, e.g. https://data.binance.vision); {given}"
+            )
+        unknown = sorted(set(self.markets) - set(MARKET_DIRS))
+        if unknown:
+            raise ValueError(f"Binance archives: unknown market(s) {unknown}; use {sorted(MARKET_DIRS)}")
+        if self.root:
+            if not Path(self.root).is_dir():
+                raise ValueError(
+                    f"Binance archives: root {self.root} is not a directory; set CRYPTOLAKE_ARCHIVE_ROOT to the "
+                    "directory holding data/"
+                )
+            return self.root
+        if not self.base_url.startswith(("http://", "https://")):  # type: ignore[union-attr]
+            raise ValueError(f"Binance archives: base URL {self.base_url!r} is not an http(s):// URL")
+        return self.base_url  # type: ignore[return-value]
+
+    def month_files(self, market: str, symbol: str, interval: str, month: str, today: date | None = None) -> MonthFiles:
+        """The files of ``month`` (``YYYY-MM``): the monthly file, else the daily files published so far."""
+        return month_kline_archives(self.source(), market, symbol, interval, month, today=today,
+                                    timeout_s=self.timeout_s)  # fmt: skip
+
+
 def _coin_ids(settings: Settings) -> list[str]:
     """CoinGecko ids of the configured symbols' base assets (settings.coin_ids maps base asset -> id)."""
     ids: list[str] = []
@@ -117,6 +159,7 @@ def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResou
         return configured or (BINANCE_LIVE_REST_URLS[market] if live else f"http://127.0.0.1:{port}")
 
     start = settings.klines_start_date
+    archive_root = settings.archive_root
     return {
         "coingecko": CoinGeckoResource(
             base_url=coingecko_url,
@@ -133,5 +176,12 @@ def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResou
             markets=list(settings.markets),
             intervals=list(settings.klines_intervals),
             start_date=str(start) if start else None,
+        ),
+        "binance_archive": BinanceArchiveResource(
+            root=str(archive_root) if archive_root else None,
+            base_url=settings.archive_base_url,
+            symbols=list(settings.archive_symbols or settings.symbols),
+            markets=list(settings.archive_markets or settings.markets),
+            intervals=list(settings.archive_intervals or settings.klines_intervals),
         ),
     }
