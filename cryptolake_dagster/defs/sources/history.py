@@ -11,8 +11,9 @@ table of ``cryptolake import csv`` as a spec.
   rows. A file the source does not have is reported in the metadata, not fatal; a file that is refused (checksum
   mismatch, unreadable) fails the run by name, after the month's other files are imported.
 * ``bronze/ohlcv_csv``: a spec. CryptoDataDownload's files are one-off downloads without a place in a calendar
-  (one file spans years and is re-downloaded whole) and do not name their exchange, which the importer needs:
-  ``cryptolake import csv --exchange NAME FILE...`` is where a person says which exchange a file is from.
+  (one file spans years and is re-downloaded whole), and their rows do not name the exchange the importer needs
+  (only the file's name does, by the site's habit): ``cryptolake import csv --exchange NAME FILE...`` is where a
+  person says which exchange a file is from.
 """
 
 from collections.abc import Iterator
