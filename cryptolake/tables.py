@@ -182,6 +182,8 @@ SILVER_OHLCV_1M: Final = Table(
         # added in schema evolution (optional: bootstrap adds them to existing tables, whose rows keep null)
         ("agg_trade_count", LongType(), False, "Distinct aggregate trades"),
         ("taker_buy_quote_volume", QUOTE, False, "Quote volume where the aggressor bought (Binance's kline Q)"),
+        ("first_trade_id", LongType(), False, "First raw trade id of the lowest aggregate (raw-id continuity)"),
+        ("last_trade_id", LongType(), False, "Last raw trade id of the highest aggregate (raw-id continuity)"),
     ),
     partition_source="minute",
     description="1-minute OHLCV bars per symbol from deduplicated Bronze trades; where every trade of the minute "
@@ -367,6 +369,8 @@ SILVER_TRADES_QUARANTINE: Final = Table(
 # Gold tables are created by dbt (dbt_project/models/marts), which owns their schemas; only the names live here.
 GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
 GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
+GOLD_COMPLETENESS_1M: Final = f"{GOLD}.fct_completeness_1m"
+GOLD_COMPLETENESS_DAILY: Final = f"{GOLD}.fct_completeness_daily"
 
 ALL_TABLES: Final = (
     BRONZE_TRADES,

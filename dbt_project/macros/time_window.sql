@@ -51,3 +51,34 @@
     {%- endif -%}
     {{ return(conditions) }}
 {%- endmacro %}
+
+
+{% macro in_window(column, lookback=none) -%}
+    {#- Filter on a timestamp column: inside the window [min_date, max_date), the lower bound moved back by
+        `lookback` (a Spark interval, e.g. '1 day') when given. -#}
+    {%- set lo = window_bound('min_date') -%}
+    {%- set hi = window_bound('max_date') -%}
+    {%- set conditions = [] -%}
+    {%- if lo is not none -%}
+        {%- do conditions.append(column ~ " >= " ~ lo ~ (" - interval " ~ lookback if lookback else "")) -%}
+    {%- endif -%}
+    {%- if hi is not none -%}
+        {%- do conditions.append(column ~ " < " ~ hi) -%}
+    {%- endif -%}
+    {{ return(conditions | join(' and ') if conditions else 'true') }}
+{%- endmacro %}
+
+
+{% macro window_predicates(column) -%}
+    {#- incremental_predicates (a list) on a timestamp column: the rows inside the window. -#}
+    {%- set lo = window_bound('min_date') -%}
+    {%- set hi = window_bound('max_date') -%}
+    {%- set conditions = [] -%}
+    {%- if lo is not none -%}
+        {%- do conditions.append(column ~ " >= " ~ lo) -%}
+    {%- endif -%}
+    {%- if hi is not none -%}
+        {%- do conditions.append(column ~ " < " ~ hi) -%}
+    {%- endif -%}
+    {{ return(conditions) }}
+{%- endmacro %}

@@ -7,7 +7,8 @@
 * vwap = quote_volume / volume, rounded half-up to 8 decimals (Spark decimal division).
 * As Binance's klines: ``trade_count`` counts raw trades (each aggregate covers ``last_trade_id - first_trade_id + 1``
   of them, kline ``n``); ``agg_trade_count`` counts aggregate trades; ``buy_volume`` / ``taker_buy_quote_volume``
-  are the taker-buy base and quote volumes (kline ``V`` / ``Q``).
+  are the taker-buy base and quote volumes (kline ``V`` / ``Q``); ``first_trade_id`` / ``last_trade_id`` bound the
+  minute's raw trade ids (the completeness model checks them for continuity).
 * The asset MERGEs the bars with ``cryptolake.lakehouse.writes.merge_window`` (the one MERGE builder of the
   Silver and batch-source assets): it only rewrites bars whose values (``BAR_VALUES``) changed, setting ``built_at`` then, inserts new
   minutes and deletes minutes of the window that no longer have trades — so re-running a day converges and an
@@ -24,7 +25,8 @@ from cryptolake.utc import sql_time_window
 BAR_KEY = ("exchange", "market", "symbol", "minute")
 BAR_VALUES = (
     "open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap", "buy_volume", "sell_volume",
-    "first_agg_trade_id", "last_agg_trade_id", "agg_trade_count", "taker_buy_quote_volume",
+    "first_agg_trade_id", "last_agg_trade_id", "agg_trade_count", "taker_buy_quote_volume", "first_trade_id",
+    "last_trade_id",
 )  # fmt: skip
 
 
@@ -52,7 +54,9 @@ def bars_query(start: datetime, end: datetime) -> str:
         max(agg_trade_id) AS last_agg_trade_id,
         count(*) AS agg_trade_count,
         cast(coalesce(sum(CASE WHEN side = 'buy' THEN quote_quantity END), 0) AS DECIMAL(38, 16))
-            AS taker_buy_quote_volume
+            AS taker_buy_quote_volume,
+        min_by(first_trade_id, agg_trade_id) AS first_trade_id,
+        max_by(last_trade_id, agg_trade_id) AS last_trade_id
     FROM window_trades
     GROUP BY exchange, market, symbol, date_trunc('MINUTE', trade_time)
     """

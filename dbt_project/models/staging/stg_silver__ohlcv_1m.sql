@@ -29,6 +29,8 @@ renamed as (
         -- lineage
         first_agg_trade_id,
         last_agg_trade_id,
+        first_trade_id,
+        last_trade_id,
         built_at
     from source
 )
