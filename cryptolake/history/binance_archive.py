@@ -113,6 +113,16 @@ def _archive(location: str, relative: str) -> Archive | None:
     )
 
 
+def archive_at(source: str, relative: str) -> Archive:
+    """The archive at layout path ``relative`` of ``source`` (the directory holding ``data/``, or a mirror's base
+    URL); ArchiveError when the path is not one of the layout."""
+    is_url = source.startswith(("http://", "https://"))
+    archive = _archive(f"{source.rstrip('/')}/{relative}" if is_url else str(Path(source) / relative), relative)
+    if archive is None:
+        raise ArchiveError(f"{relative}: not a kline or aggTrades archive path of the official layout")
+    return archive
+
+
 def find_archives(root: Path) -> list[Archive]:
     """Every kline and aggTrades archive below ``root`` (the directory holding ``data/``), in layout order."""
     found = []

@@ -216,3 +216,41 @@ def test_repair_fills_the_holes_and_the_bars_then_equal_the_klines(
         (r["symbol"], r["agg_trade_id"]) for r in backfill
     )
     assert len(_rows(settings, SILVER_TRADES.identifier)) == len(trades)
+
+
+def test_archived_trades_join_the_live_ones_without_doubling(
+    settings, ingested_with_holes, checked, definitions, tmp_path
+) -> None:
+    """Binance's aggTrades archive of the day (every trade, the skipped ones too) imported by the daily archive
+    job: Silver deduplicates it with the live and repaired trades on the natural key, so the day is unchanged."""
+    from cryptolake_dagster.definitions import build_definitions
+    from cryptolake_dagster_tests.history.test_agg_trades_archive import agg_trades_line, write_agg_trades_file
+
+    trades, _, _ = ingested_with_holes
+    symbol = SYMBOLS[0]
+    archived = [
+        {"a": t.agg_id, "p": t.price, "q": t.qty, "f": t.first_id, "l": t.last_id, "time": t.time,
+         "m": t.buyer_is_maker}
+        for t in sorted(trades, key=lambda t: t.agg_id) if t.symbol == symbol
+    ]  # fmt: skip
+    origin = write_agg_trades_file(
+        tmp_path, "spot", symbol, DAY.date().isoformat(), [agg_trades_line(t, 1, True) for t in archived]
+    )
+    before = {(r["symbol"], r["minute"]): r for r in _rows(settings, SILVER_OHLCV_1M.identifier)}
+    archive_settings = settings.model_copy(
+        update={"archive_root": tmp_path, "archive_symbols": [symbol], "archive_markets": ["spot"]}
+    )
+    job = build_definitions(archive_settings).get_job_def("binance_agg_trades_daily")
+    assert job.execute_in_process(partition_key=DAY.date().isoformat()).success
+
+    imported = [r for r in _rows(settings, BRONZE_TRADES_BACKFILL.identifier) if r["origin"] == origin]
+    assert sorted(r["agg_trade_id"] for r in imported) == [t["a"] for t in archived]
+    silver = _rows(settings, SILVER_TRADES.identifier)
+    assert sorted((r["symbol"], r["agg_trade_id"]) for r in silver) == sorted((t.symbol, t.agg_id) for t in trades)
+    copies = {r["agg_trade_id"]: r["bronze_copies"] for r in silver if r["symbol"] == symbol}
+    assert min(copies.values()) >= 2  # every trade of the symbol is held twice or more: live or repaired + archive
+    after = {(r["symbol"], r["minute"]): r for r in _rows(settings, SILVER_OHLCV_1M.identifier)}
+    assert {k: {c: v[c] for c in KLINE_FIELDS} for k, v in after.items()} == {
+        k: {c: v[c] for c in KLINE_FIELDS} for k, v in before.items()
+    }
+    assert all(r["complete"] for r in _rows(settings, GOLD_COMPLETENESS_1M))

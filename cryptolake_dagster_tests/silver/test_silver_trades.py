@@ -35,7 +35,8 @@ TOPIC = "cryptolake.trades.v1.silver-test"  # Bronze row keys (topic, partition,
 SILVER_KEYS = [SILVER_TRADES_KEY, SILVER_TRADES_QUARANTINE_KEY, SILVER_OHLCV_1M_KEY]
 BAR_VALUE_COLUMNS = (
     "open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap", "buy_volume", "sell_volume",
-    "first_agg_trade_id", "last_agg_trade_id", "agg_trade_count", "taker_buy_quote_volume",
+    "first_agg_trade_id", "last_agg_trade_id", "agg_trade_count", "taker_buy_quote_volume", "first_trade_id",
+    "last_trade_id",
 )  # fmt: skip
 PRICE_LIKE = ("open", "high", "low", "close", "vwap", "volume", "buy_volume", "sell_volume")
 SCALES = {
@@ -173,6 +174,8 @@ def expected_bars(trades: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any
                 "sell_volume": sum((t["quantity"] for t in members if t["side"] == "sell"), Decimal(0)),
                 "first_agg_trade_id": members[0]["agg_trade_id"],
                 "last_agg_trade_id": members[-1]["agg_trade_id"],
+                "first_trade_id": members[0]["first_trade_id"],
+                "last_trade_id": members[-1]["last_trade_id"],
             }
     return bars
 

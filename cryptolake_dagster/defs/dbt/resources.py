@@ -21,15 +21,27 @@ from cryptolake_dagster.resources import LakehouseConfig
 
 
 def dbt_project(settings: Settings) -> DbtProject:
-    """The dbt project with the profile written for ``settings``; ``dbt parse`` writes the manifest when missing."""
+    """The dbt project with the profile written for ``settings``; ``dbt parse`` writes the manifest when it is
+    missing or older than a file of the project (a pulled or edited model must show up as an asset)."""
     project = DbtProject(
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=write_dbt_profile(settings),
         target_path=settings.state_dir.resolve() / "dbt" / "target",
     )
-    if not project.manifest_path.exists():
+    if _manifest_is_stale(project):
         _parse(project)
     return project
+
+
+def _manifest_is_stale(project: DbtProject) -> bool:
+    """No manifest, or a model, macro, test or project file changed after it was written."""
+    if not project.manifest_path.exists():
+        return True
+    written = project.manifest_path.stat().st_mtime
+    sources = [Path(project.project_dir) / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources += (Path(project.project_dir) / folder).rglob("*")
+    return any(path.is_file() and path.stat().st_mtime > written for path in sources)
 
 
 def dbt_executable() -> str:

@@ -10,6 +10,12 @@ table of ``cryptolake import csv`` as a spec.
   are never touched. One asset per writer: the table is ``bronze.binance_klines``, this asset owns its archive
   rows. A file the source does not have is reported in the metadata, not fatal; a file that is refused (checksum
   mismatch, unreadable) fails the run by name, after the month's other files are imported.
+* ``bronze/agg_trades_archive``: one UTC day per partition. For every configured market and symbol, the day's
+  daily aggTrades file, through the importer of ``cryptolake import archive`` (:func:`import_agg_trades_archive`)
+  into ``bronze.trades_backfill`` (``source = 'archive'``; the file's rows replace the rows of its origin). The
+  ``binance_agg_trades_daily`` job runs it with everything downstream, so Silver deduplicates the imported trades
+  with the live ones and the day's bars and Gold tables are rebuilt in the same run. Missing and refused files
+  are handled as for the klines.
 * ``bronze/ohlcv_csv``: a spec. CryptoDataDownload's files are one-off downloads without a place in a calendar
   (one file spans years and is re-downloaded whole), and their rows do not name the exchange the importer needs
   (only the file's name does, by the site's habit): ``cryptolake import csv --exchange NAME FILE...`` is where a
@@ -21,12 +27,14 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from cryptolake.history.binance_agg_trades import import_agg_trades_archive
 from cryptolake.history.binance_archive import ArchiveError, import_kline_archive
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 from cryptolake.logging import get_logger
-from cryptolake.tables import BRONZE_BINANCE_KLINES, BRONZE_OHLCV_CSV
-from cryptolake_dagster.asset_keys import table_key
+from cryptolake.tables import BRONZE_BINANCE_KLINES, BRONZE_OHLCV_CSV, BRONZE_TRADES_BACKFILL
+from cryptolake_dagster.asset_keys import BRONZE_AGG_TRADES_ARCHIVE_KEY, table_key
 from cryptolake_dagster.defs.sources.resources import BinanceArchiveResource
+from cryptolake_dagster.partitions import daily_partitions
 from cryptolake_dagster.resources import IcebergCatalogResource
 from cryptolake_dagster.run_snapshots import run_snapshot_properties, snapshot_id
 
@@ -137,6 +145,87 @@ def bronze_binance_klines_archive(
             description=f"{len(problems)} Binance archive file(s) not imported ({len(imported)} imported): "
             + "; ".join(problems)
             + f". To import them: {advice}.",
+            metadata=metadata,
+            allow_retries=not refused,
+        )
+    yield dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=BRONZE_AGG_TRADES_ARCHIVE_KEY,
+    description="Binance public aggTrades archives (data.binance.vision layout) of the partition's day into "
+    f"{BRONZE_TRADES_BACKFILL.identifier}, the rows with source = 'archive'; also `cryptolake import archive`.",
+    group_name="bronze",
+    kinds={"python", "iceberg"},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL),
+    metadata={
+        "table": BRONZE_TRADES_BACKFILL.identifier,
+        "rows_owned": "source = 'archive'",
+        "writers": "this asset, cryptolake import archive",
+    },
+)
+def bronze_agg_trades_archive(
+    context: dg.AssetExecutionContext, binance_archive: BinanceArchiveResource, iceberg: IcebergCatalogResource
+) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
+    """The day's daily aggTrades file of every configured market and symbol, imported one by one."""
+    try:
+        source = binance_archive.source()
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    day = context.partition_time_window.start.date()
+    catalog = bootstrap_lakehouse(iceberg.lakehouse.settings())
+    properties = run_snapshot_properties(context.run.run_id)
+    imported: list[str] = []
+    refused: list[str] = []
+    failed: list[str] = []
+    missing: list[str] = []
+    trades = markers = rejected = 0
+    for market in binance_archive.markets:
+        for symbol in binance_archive.symbols:
+            archive, relative = binance_archive.day_agg_trades(market, symbol, day)
+            if archive is None:
+                missing.append(relative)
+                continue
+            try:
+                parsed, _ = import_agg_trades_archive(catalog, archive, binance_archive.coin_ids, properties)
+            except ArchiveError as exc:
+                refused.append(str(exc))
+                continue
+            except OSError as exc:
+                failed.append(f"{archive.name}: {exc}")
+                continue
+            trades += len(parsed.trades)
+            markers += parsed.invalid_markers
+            rejected += sum(parsed.rejected.values())
+            imported.append(
+                f"{archive.origin}: {len(parsed.trades)} trades, {parsed.invalid_markers} invalid markers dropped, "
+                f"{sum(parsed.rejected.values())} rows refused {dict(parsed.rejected) or ''}".rstrip()
+            )
+            log.info("agg_trades_archive_imported", file=archive.origin, trades=len(parsed.trades))
+    if missing:
+        context.log.warning(f"{len(missing)} aggTrades file(s) not at {source}: {missing[:10]}")
+    metadata = {
+        "source": dg.MetadataValue.text(source),
+        "files_imported": dg.MetadataValue.int(len(imported)),
+        "trades": dg.MetadataValue.int(trades),
+        "invalid_markers_dropped": dg.MetadataValue.int(markers),
+        "rows_refused": dg.MetadataValue.int(rejected),
+        "files": _names(imported),
+        "missing": _names(missing),
+        "refused": _names(refused),
+        "not_fetched": _names(failed),
+        "iceberg_snapshot_id": dg.MetadataValue.text(snapshot_id(catalog, BRONZE_TRADES_BACKFILL, context.run.run_id)),
+    }
+    if refused or failed:
+        yield dg.AssetObservation(asset_key=context.asset_key, partition=context.partition_key, metadata=metadata)
+        problems = [f"refused {item}" for item in refused] + [f"not fetched {item}" for item in failed]
+        raise dg.Failure(
+            description=f"{len(problems)} aggTrades archive file(s) not imported ({len(imported)} imported): "
+            + "; ".join(problems)
+            + ". Replace refused files with good copies (and their .CHECKSUM), check the source answers, and "
+            "materialize the day again.",
             metadata=metadata,
             allow_retries=not refused,
         )

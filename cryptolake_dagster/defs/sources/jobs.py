@@ -11,7 +11,7 @@ from cryptolake_dagster.defs.sources.assets import (
     bronze_coingecko_market_chart,
     bronze_fear_greed,
 )
-from cryptolake_dagster.defs.sources.history import bronze_binance_klines_archive
+from cryptolake_dagster.defs.sources.history import bronze_agg_trades_archive, bronze_binance_klines_archive
 from cryptolake_dagster.defs.sources.silver import silver_daily_prices, silver_fear_greed
 
 BATCH_SOURCE_ASSETS = [
@@ -37,4 +37,13 @@ binance_archive_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(bronze_binance_klines_archive),
     description="Binance public kline archives of one month (CRYPTOLAKE_ARCHIVE_ROOT or CRYPTOLAKE_ARCHIVE_BASE_URL) "
     "into bronze.binance_klines (source = 'archive').",
+)
+
+binance_agg_trades_job = dg.define_asset_job(
+    "binance_agg_trades_daily",
+    # the import, then silver/trades (+ quarantine) -> silver/ohlcv_1m -> dbt Gold for the same day
+    selection=dg.AssetSelection.assets(bronze_agg_trades_archive).downstream().required_multi_asset_neighbors(),
+    executor_def=dg.in_process_executor,
+    description="Binance public aggTrades archives of one day into bronze.trades_backfill (source = 'archive'), "
+    "then the day's Silver trades and bars and the Gold models rebuilt with them.",
 )

@@ -12,7 +12,15 @@ import dagster as dg
 
 from cryptolake.contract import ContractError, split_symbol
 from cryptolake.endpoints import BINANCE_LIVE_REST_URLS, COINGECKO_LIVE_URL, FEAR_GREED_LIVE_URL
-from cryptolake.history.binance_archive import MARKET_DIRS, MonthFiles, month_kline_archives
+from cryptolake.history.binance_archive import (
+    MARKET_DIRS,
+    Archive,
+    MonthFiles,
+    agg_trades_archive_path,
+    archive_at,
+    archive_exists,
+    month_kline_archives,
+)
 from cryptolake.settings import Settings
 from cryptolake_dagster.defs.sources.clients import (
     BINANCE_KLINES_PATHS,
@@ -101,6 +109,8 @@ class BinanceArchiveResource(dg.ConfigurableResource):
     markets: list[str] = ["spot"]
     intervals: list[str] = ["1d"]
     timeout_s: float = 60.0
+    #: base asset -> CoinGecko id, for the coin_id of imported aggTrades (CRYPTOLAKE_COIN_IDS)
+    coin_ids: dict[str, str] = {}
 
     def source(self) -> str:
         """The root directory or the base URL; ValueError saying what to set when the configuration is unusable."""
@@ -123,6 +133,12 @@ class BinanceArchiveResource(dg.ConfigurableResource):
         if not self.base_url.startswith(("http://", "https://")):  # type: ignore[union-attr]
             raise ValueError(f"Binance archives: base URL {self.base_url!r} is not an http(s):// URL")
         return self.base_url  # type: ignore[return-value]
+
+    def day_agg_trades(self, market: str, symbol: str, day: date) -> tuple[Archive | None, str]:
+        """The daily aggTrades file of ``day`` and its layout path (the file is None when the source lacks it)."""
+        relative = agg_trades_archive_path(market, "daily", symbol, day.isoformat())
+        archive = archive_at(self.source(), relative)
+        return (archive if archive_exists(archive.location, timeout_s=self.timeout_s) else None), relative
 
     def month_files(self, market: str, symbol: str, interval: str, month: str, today: date | None = None) -> MonthFiles:
         """The files of ``month`` (``YYYY-MM``): the monthly file, else the daily files published so far."""
@@ -183,5 +199,6 @@ def build_source_resources(settings: Settings) -> dict[str, dg.ConfigurableResou
             symbols=list(settings.archive_symbols or settings.symbols),
             markets=list(settings.archive_markets or settings.markets),
             intervals=list(settings.archive_intervals or settings.klines_intervals),
+            coin_ids=dict(settings.coin_ids),
         ),
     }
