@@ -89,19 +89,27 @@ def test_dbt_parse(tmp_path: Path) -> None:
 
     nodes = json.loads((target / "manifest.json").read_text())["nodes"]
     models = {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
-    assert {name: (m["schema"], m["config"]["materialized"]) for name, m in models.items()} == {
-        "stg_silver__ohlcv_1m": ("gold", "ephemeral"),
-        "fct_ohlcv_1h": ("gold", "incremental"),
-        "dim_symbol": ("gold", "table"),
+    layers = {name: (m["schema"], m["config"]["materialized"]) for name, m in models.items()}
+    incremental = {"fct_ohlcv_1m", "fct_ohlcv_5m", "fct_ohlcv_15m", "fct_ohlcv_1h", "fct_ohlcv_4h", "fct_ohlcv_1d",
+                   "fct_completeness_1m", "fct_completeness_daily", "fct_futures_daily"}  # fmt: skip
+    tables = {"dim_symbol", "dim_coin", "dim_date", "fct_price_daily", "fct_market_daily"}
+    assert {name for name, layer in layers.items() if layer == ("gold", "incremental")} == incremental
+    assert {name for name, layer in layers.items() if layer == ("gold", "table")} == tables
+    # staging and intermediate models are inlined (ephemeral): no Spark view outlives a session
+    assert {name for name, layer in layers.items() if layer == ("gold", "ephemeral")} == {
+        name for name in models if name.startswith(("stg_", "int_"))
     }
     fct = models["fct_ohlcv_1h"]["config"]
     assert (fct["file_format"], fct["incremental_strategy"], fct["unique_key"]) == ("iceberg", "merge", list(KEY))
     tests = {n["name"] for n in nodes.values() if n["resource_type"] == "test"}
-    assert tests == {
+    assert {
         "not_null_fct_ohlcv_1h_exchange", "not_null_fct_ohlcv_1h_market", "not_null_fct_ohlcv_1h_symbol",
         "not_null_fct_ohlcv_1h_hour", "unique_fct_ohlcv_1h_grain", "ohlc_bounds_fct_ohlcv_1h",
         "assert_fct_ohlcv_1h_consistent", "not_null_dim_symbol_symbol", "unique_dim_symbol_grain",
-    }  # fmt: skip
+    } <= tests  # fmt: skip
+    # every mart has a grain test (unique keys)
+    for name in incremental | tables:
+        assert any(test.startswith("unique") and name in test for test in tests), f"{name} has no grain test"
 
 
 # --- Silver test data and the independent recomputation ----------------------------------------------------------
@@ -269,6 +277,7 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
         "vwap": "decimal(28, 8)", "buy_volume": "decimal(38, 8)", "sell_volume": "decimal(38, 8)",
         "first_agg_trade_id": "long", "last_agg_trade_id": "long", "minute_count": "long",
         "agg_trade_count": "long", "taker_buy_quote_volume": "decimal(38, 16)",
+        "incomplete_minutes": "long", "complete": "boolean",
     }  # fmt: skip
     assert [(f.name, str(f.transform)) for f in gold.spec().fields] == [("hour_day", "day")]
     expected_v1 = _expected_hours(bars)
@@ -353,3 +362,15 @@ def test_gold_table_of_the_previous_version_gains_the_new_bar_columns(tmp_path: 
             assert row == expected[key]
         else:  # untouched: the old values, null in the new columns
             assert row == {**before[key], **dict.fromkeys(new_columns)}
+
+
+def test_dbt_vars_are_the_contract_and_settings_constants() -> None:
+    """The dbt project's defaults for the coin map and the quote assets are the Python ones (one fact, one place:
+    the platform passes its settings' coin map at run time; the defaults serve a hand-run ``dbt build``)."""
+    from cryptolake.contract.rules import _QUOTES_LONGEST_FIRST
+    from cryptolake.settings import DEFAULT_COIN_IDS
+
+    project_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    assert project_vars["coin_ids"] == DEFAULT_COIN_IDS
+    assert project_vars["quote_assets"] == list(_QUOTES_LONGEST_FIRST)
+    assert set(project_vars["usd_quotes"]) <= set(project_vars["quote_assets"])

@@ -1,0 +1,4 @@
+-- 4h OHLCV bars per (exchange, market, symbol), rolled up from Silver 1-minute bars (macros/bars.sql).
+{{ config(**bars_config(14400)) }}
+
+{{ rollup_bars(14400) }}
