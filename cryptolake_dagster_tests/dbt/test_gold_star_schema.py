@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import yaml
 
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.lakehouse.spark import prepare_spark_environment
@@ -35,6 +36,7 @@ from cryptolake.tables import (
     SILVER_OHLCV_1M,
 )
 from cryptolake_dagster_tests.dbt.test_dbt_project import _dbt_build
+from cryptolake_platform.data_dictionary import MARTS_DIR
 
 E8, E12 = Decimal("1e-8"), Decimal("1e-12")
 BTC_FIRST, BTC_LAST = date(2023, 1, 1), date(2023, 12, 31)
@@ -129,13 +131,22 @@ def gold(tmp_path_factory) -> dict[str, Any]:
     eth = _walk(_days(ETH_FIRST, BTC_LAST), Decimal(1_700), rng)
     csv = _walk(_days(*CSV_DAYS), Decimal(17_000), rng)
     spot_bars = _minute_bars("BTCUSDT", "spot", TRADES_DAY, rng)
-    holed_bars = _minute_bars("BTCUSDT", "spot", HOLED_DAY, rng, hole_at=90,
-                              agg_id=spot_bars[-1]["last_agg_trade_id"] + 1, raw_id=spot_bars[-1]["last_trade_id"] + 1)
+    holed_bars = _minute_bars(
+        "BTCUSDT",
+        "spot",
+        HOLED_DAY,
+        rng,
+        hole_at=90,
+        agg_id=spot_bars[-1]["last_agg_trade_id"] + 1,
+        raw_id=spot_bars[-1]["last_trade_id"] + 1,
+    )
     futures_bars = _minute_bars("BTCUSDT", "usdm_futures", TRADES_DAY, rng)
     btc[TRADES_DAY]["trades"] = sum(b["trade_count"] for b in spot_bars)  # the kline counts what we hold
     btc[HOLED_DAY]["trades"] = sum(b["trade_count"] for b in holed_bars) + 6
 
-    klines = [_kline_row("BTCUSDT", d, b) for d, b in btc.items()] + [_kline_row("ETHUSDT", d, b) for d, b in eth.items()]
+    klines = [_kline_row("BTCUSDT", d, b) for d, b in btc.items()] + [
+        _kline_row("ETHUSDT", d, b) for d, b in eth.items()
+    ]
     _append(catalog, BRONZE_BINANCE_KLINES.identifier, klines)
     _append(catalog, BRONZE_OHLCV_CSV.identifier, [
         {"exchange": "bitstamp", "symbol": "BTCUSD", "interval": "1d", "open_time": _at(d),
@@ -160,17 +171,20 @@ def gold(tmp_path_factory) -> dict[str, Any]:
     _append(catalog, SILVER_OHLCV_1M.identifier, spot_bars + holed_bars + futures_bars)
 
     _dbt_build(settings, tmp_path)
-    tables = {}
+    tables, schemas = {}, {}
     for name in ("fct_price_daily", "fct_market_daily", "fct_futures_daily", "dim_coin", "dim_date", "dim_symbol",
-                 "fct_ohlcv_5m", "fct_ohlcv_15m", "fct_ohlcv_1h", "fct_ohlcv_4h", "fct_ohlcv_1d", "fct_ohlcv_1m"):  # fmt: skip
-        tables[name] = catalog.load_table(f"gold.{name}").scan().to_arrow().to_pylist()
+                 "fct_ohlcv_5m", "fct_ohlcv_15m", "fct_ohlcv_1h", "fct_ohlcv_4h", "fct_ohlcv_1d", "fct_ohlcv_1m",
+                 "fct_completeness_1m", "fct_completeness_daily"):  # fmt: skip
+        table = catalog.load_table(f"gold.{name}")
+        tables[name] = table.scan().to_arrow().to_pylist()
+        schemas[name] = [field.name for field in table.schema().fields]
     holed_minute = next(
         b["minute"] for previous, b in itertools.pairwise(holed_bars)
         if b["first_agg_trade_id"] != previous["last_agg_trade_id"] + 1
     )  # fmt: skip
     return {"btc": btc, "eth": eth, "csv": csv, "coingecko": coingecko, "caps": caps, "greed": greed,
             "minutes": spot_bars + holed_bars + futures_bars, "spot_bars": spot_bars, "futures_bars": futures_bars,
-            "holed_minute": holed_minute, "tables": tables}  # fmt: skip
+            "holed_minute": holed_minute, "tables": tables, "schemas": schemas}  # fmt: skip
 
 
 def _append(catalog, identifier: str, rows: list[dict]) -> None:
@@ -334,3 +348,12 @@ def test_dimensions(gold) -> None:
     symbols = {(r["exchange"], r["market"], r["symbol"]): r for r in gold["tables"]["dim_symbol"]}
     assert symbols[("bitstamp", "spot", "BTCUSD")]["quote_asset"] == "USD"
     assert symbols[("binance", "usdm_futures", "BTCUSDT")]["coin_id"] == "bitcoin"
+
+
+def test_every_built_column_is_in_the_models_yml(gold) -> None:
+    """The yml (and so docs/data_dictionary.md) lists exactly the columns dbt built."""
+    for name, columns in gold["schemas"].items():
+        documented = [
+            c["name"] for c in yaml.safe_load((MARTS_DIR / f"{name}.yml").read_text())["models"][0]["columns"]
+        ]
+        assert documented == columns, name
