@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: Java 17, the SQLite JDBC driver, .venv with the pinned packages.
+# Idempotent set-up for a fresh machine: Java 17, the SQLite JDBC driver, chromium, .venv with the pinned packages.
 # Re-running it when everything is present takes a second or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
 
-# --- Debian packages: Java 17 and the SQLite JDBC driver -------------------------------------------------------
+# --- Debian packages: Java 17, the SQLite JDBC driver, chromium (the dashboard's browser test) ---------------------
 missing=()
 if ! java -version 2>&1 | grep -q 'version "17'; then missing+=(openjdk-17-jre-headless); fi
 if [ ! -f /usr/share/java/xerial-sqlite-jdbc.jar ]; then missing+=(libxerial-sqlite-jdbc-java); fi
+if ! command -v chromium >/dev/null; then missing+=(chromium); fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${missing[*]}"
