@@ -75,10 +75,10 @@ def test_candles_page_draws_candles_and_volume(seeded_api: ApiServer, point_at: 
 def test_candles_page_says_when_the_window_has_no_bars(seeded_api: ApiServer, point_at: Any) -> None:
     point_at(seeded_api.base_url)
     app = run_page()
-    app.radio(key="interval").set_value("1h").run()  # Gold has hourly bars only in 2024
+    app.selectbox(key="interval").set_value("1h").run()  # Gold has hourly bars only in 2024
     assert not app.exception and not app.get("plotly_chart")
     assert "No bars for BTCUSDT (spot, 1h)" in app.info[0].value
-    app.radio(key="interval").set_value("1m")
+    app.selectbox(key="interval").set_value("1m")
     app.selectbox(key="symbol").set_value("ETHUSDT").run()
     assert "No bars for ETHUSDT (spot, 1m)" in app.info[0].value
 
@@ -100,8 +100,8 @@ def test_candles_page_when_the_api_is_down(point_at: Any) -> None:
     assert "API" in app.error[0].value and "not available" in app.error[0].value
 
 
-def test_app_navigation_opens_the_candles_page(seeded_api: ApiServer, point_at: Any) -> None:
+def test_app_navigation_opens_the_overview_page(seeded_api: ApiServer, point_at: Any) -> None:
     point_at(seeded_api.base_url)
     app = run_page(APP)
-    assert app.title[0].value == "Candles"
-    assert len(chart_traces(app)["candlestick"]["x"]) == seeded_api.recent_bars
+    assert app.title[0].value == "Market overview"
+    assert not app.exception and not app.error

@@ -12,7 +12,10 @@ from cryptolake.settings import get_settings
 
 TIMEOUT_S: Final = 10.0
 MAX_LIMIT: Final = 100_000
-INTERVALS: Final = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
+INTERVALS: Final = {
+    "1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4), "1d": timedelta(days=1),
+}  # fmt: skip
 PRICE_COLUMNS: Final = ("open", "high", "low", "close", "volume", "quote_volume", "vwap")
 
 
@@ -47,6 +50,41 @@ def _get(base_url: str, path: str, params: dict[str, Any] | None = None) -> Any:
             detail = response.text
         raise ApiError(f"{response.status_code} from {url}: {detail}", status=response.status_code)
     return response.json()
+
+
+def fetch_data(base_url: str, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The ``data`` list of a list route (``[]`` when the route answers 404: nothing of that name yet)."""
+    try:
+        payload = _get(base_url, path, params)
+    except ApiError as exc:
+        if exc.status == 404:
+            return []
+        raise
+    if isinstance(payload, dict):
+        data = payload.get("data", [])
+        return list(data) if isinstance(data, list) else [data]
+    return list(payload)
+
+
+def fetch_json(base_url: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    """The whole JSON body of a route."""
+    return _get(base_url, path, params)
+
+
+def to_frame(rows: list[dict[str, Any]], *, times: tuple[str, ...] = ("time", "day", "checked_at", "open_time"),
+             numbers: tuple[str, ...] = ()) -> pd.DataFrame:  # fmt: skip
+    """A plotting frame of API rows: the time columns as UTC datetimes, ``numbers`` (and every column whose
+    values are decimal strings) as floats — lossy, for charts only; tables show the strings as received."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    for column in times:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce")
+    for column in numbers:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame
 
 
 def fetch_symbols(base_url: str, market: str | None = None) -> list[str]:

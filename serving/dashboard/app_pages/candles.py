@@ -1,4 +1,5 @@
-"""Candles page: OHLCV candlesticks and volume for one symbol, read from the API."""
+"""Candles page: OHLCV candlesticks and volume of one symbol at every interval, with VWAP and moving-average
+overlays and incomplete bars marked, read from the API."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import streamlit as st
 
 from cryptolake.contract import MARKETS
 from serving.dashboard.charts import candlestick_figure
-from serving.dashboard.queries import ApiError, api_url, bars_frame, fetch_bars, fetch_symbols, lookback_limit
+from serving.dashboard.queries import (
+    INTERVALS,
+    ApiError,
+    api_url,
+    bars_frame,
+    fetch_bars,
+    fetch_symbols,
+    lookback_limit,
+)
 
 LOOKBACKS: Final = {
     "1 hour": timedelta(hours=1),
@@ -43,11 +52,13 @@ if not symbols:
 
 symbol_col, interval_col, lookback_col, market_col = st.columns([2, 1, 1, 1])
 symbol = symbol_col.selectbox("Symbol", symbols, key="symbol")
-interval = interval_col.radio("Interval", ["1m", "1h"], horizontal=True, key="interval")
+interval = interval_col.selectbox("Interval", list(INTERVALS), key="interval")
 lookback = lookback_col.selectbox("Lookback", list(LOOKBACKS), index=1, key="lookback")
 market = market_col.selectbox("Market", list(MARKETS), key="market")
 
 with st.sidebar:
+    show_vwap = st.toggle("VWAP", value=True, key="show_vwap")
+    moving_averages = st.multiselect("Moving averages (bars)", [20, 50, 200], default=[20], key="moving_averages")
     auto_refresh = st.toggle("Auto-refresh", value=False, key="auto_refresh")
     refresh_s = st.selectbox("Every (seconds)", REFRESH_SECONDS, index=1, key="refresh_s", disabled=not auto_refresh)
 
@@ -84,7 +95,17 @@ def candles() -> None:
     volume_col.metric(f"Volume ({interval} bar)", last["volume"])
     trades_col.metric("Trades", last["trade_count"])
     title = f"{symbol} {market} {interval} — last {lookback}"
-    st.plotly_chart(candlestick_figure(bars_frame(bars), title), key="candles_chart")
+    frame = bars_frame(bars)
+    overlays = {f"MA {n}": frame["close"].rolling(n).mean() for n in moving_averages}
+    figure = candlestick_figure(frame, title, overlays=overlays, show_vwap=show_vwap)
+    st.plotly_chart(figure, key="candles_chart")
+    incomplete = int((frame["complete"] == False).sum()) if "complete" in frame else 0  # noqa: E712
+    if incomplete:
+        st.warning(
+            f"{incomplete} bar(s) marked ▼ are incomplete: trades are missing (see Data quality; repair the day "
+            "with the repair_day job).",
+            icon=":material/warning:",
+        )
     st.caption(f"{len(bars)} bars, last bar at {last['time']}; updated {end:%H:%M:%S} UTC from {base_url}")
 
 

@@ -1,0 +1,60 @@
+"""Data quality & pipeline: check outcomes over time and the failing ones (``/api/v1/quality/checks``),
+completeness per symbol and day (``/api/v1/quality/completeness/{symbol}``), freshness per layer and the Bronze
+writer's counters (``/api/v1/pipeline/freshness``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from serving.dashboard.charts import bars_figure, outcomes_figure
+from serving.dashboard.queries import fetch_data, fetch_json, fetch_symbols, to_frame
+from serving.dashboard.states import empty, from_api, utc_caption
+
+st.title("Data quality & pipeline")
+
+st.subheader("Freshness per layer")
+freshness = from_api(lambda base: fetch_json(base, "/api/v1/pipeline/freshness"), "freshness")
+layers = (freshness or {}).get("layers") or (freshness or {}).get("data") or []
+if layers:
+    columns = st.columns(len(layers))
+    for column, layer in zip(columns, layers, strict=True):
+        lag = layer.get("lag_seconds")
+        column.metric(str(layer.get("layer", "?")), f"{lag:.0f} s behind" if isinstance(lag, int | float) else "no data",
+                      help=f"newest data: {layer.get('newest') or layer.get('newest_data_time') or '-'}")  # fmt: skip
+    counters = (freshness or {}).get("bronze_writer")
+    if counters:
+        st.caption("Bronze writer: " + ", ".join(f"{key} {value}" for key, value in counters.items()))
+else:
+    empty("freshness figures")
+
+st.subheader("Checks over time")
+checks = from_api(lambda base: fetch_data(base, "/api/v1/quality/checks", {"limit": 5000}), "check results")
+frame = to_frame(checks or [])
+if frame.empty:
+    empty("check results (quality.check_results)")
+else:
+    frame["day"] = frame["checked_at"].dt.floor("D")
+    counts = frame.groupby(["day", "outcome"]).size().reset_index(name="count")
+    st.plotly_chart(outcomes_figure(counts, "Check outcomes per day"), key="outcomes")
+    failing = frame[frame["outcome"] != "passed"].sort_values("checked_at", ascending=False)
+    if failing.empty:
+        st.success("Every recorded check passed.", icon=":material/check_circle:")
+    else:
+        st.dataframe(failing.drop(columns=["day"]).head(200), hide_index=True)
+
+st.subheader("Completeness per symbol and day")
+symbols = from_api(lambda base: fetch_symbols(base), "symbols") or []
+if not symbols:
+    empty("bars to check")
+else:
+    symbol = st.selectbox("Symbol", symbols, key="quality_symbol")
+    rows = from_api(lambda base: fetch_data(base, f"/api/v1/quality/completeness/{symbol}"), "completeness")
+    days = to_frame(rows or [], numbers=("complete_share",))
+    if days.empty:
+        empty(f"completeness of {symbol} (gold.fct_completeness_daily)")
+    else:
+        days["complete %"] = days["complete_share"] * 100
+        st.plotly_chart(bars_figure(days, "day", "complete %", f"{symbol}: complete minutes, %"), key="completeness")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+utc_caption()
