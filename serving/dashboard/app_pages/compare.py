@@ -3,7 +3,7 @@ daily returns, from ``/api/v1/market/daily/{coin}``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -19,8 +19,10 @@ if not coins:
     empty("coins with daily market facts")
     st.stop()
 
+days = [str(row["day"])[:10] for row in overview or [] if row.get("day")]
+latest = date.fromisoformat(max(days)) if days else datetime.now(UTC).date()  # the newest day the lake holds
 chosen = st.multiselect("Coins", coins, default=coins[: min(5, len(coins))], key="compare_coins")
-start = st.date_input("Normalize from", value=(datetime.now(UTC) - timedelta(days=90)).date(), key="compare_start")
+start = st.date_input("Normalize from", value=latest - timedelta(days=90), key="compare_start")
 if not chosen:
     st.info("Pick at least one coin.")
     st.stop()
