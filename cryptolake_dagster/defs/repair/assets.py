@@ -7,13 +7,13 @@ trades and bars, the dbt Gold models (completeness included) and their checks â€
 checks it again.
 """
 
-
 from datetime import timedelta
 
 import dagster as dg
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
+from cryptolake.connectors.binance.rest import GapRepairError
 from cryptolake.repair import SeriesRepair, missing_id_ranges, repair_series
 from cryptolake.tables import BRONZE_TRADES_BACKFILL, GOLD_COMPLETENESS_1M
 from cryptolake_dagster.defs.repair.resources import BinanceTradesRestResource
@@ -48,18 +48,23 @@ def bronze_trades_backfill(
         window = And(GreaterThanOrEqual("minute", start.isoformat()), LessThan("minute", end.isoformat()))
         rows = completeness.scan(row_filter=And(window, EqualTo("complete", False))).to_arrow().to_pylist()
     ranges = missing_id_ranges(rows)
-    repairs = []
+    repairs, failed = [], []
     for (market, symbol), series_ranges in ranges.items():
         repair = SeriesRepair(market, symbol, series_ranges)
         ids = sum(hi - lo + 1 for lo, hi in series_ranges)
         context.log.info(f"{market} {symbol}: fetching {ids} aggregate ids in {len(series_ranges)} ranges over REST")
-        repair_series(
-            catalog,
-            binance_trades_rest.client(market),
-            repair,
-            binance_trades_rest.coin_ids,
-            {"dagster.run-id": context.run.run_id},
-        )
+        try:
+            repair_series(
+                catalog,
+                binance_trades_rest.client(market),
+                repair,
+                binance_trades_rest.coin_ids,
+                {"dagster.run-id": context.run.run_id},
+            )
+        except GapRepairError as exc:  # the other series are still repaired; this run fails at the end
+            failed.append(f"{market} {symbol}: {exc}")
+            context.log.error(f"{market} {symbol}: not repaired: {exc}")
+            continue
         context.log.info(f"{market} {symbol}: {repair.written} trades written, rejected {dict(repair.rejected)}")
         repairs.append(repair)
     incomplete = len(rows)
@@ -68,6 +73,13 @@ def bronze_trades_backfill(
         if incomplete
         else f"no incomplete minute in [{start}, {end}) (or the day was not checked yet): nothing to fetch"
     )
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} series could not be repaired over REST ({len(repairs)} were): "
+            + "; ".join(failed)
+            + f". Check that {binance_trades_rest.spot_base_url} / {binance_trades_rest.futures_base_url} answer "
+            "aggTrades (or import the day's aggTrades archive) and run repair_day for the day again.",
+        )
     return dg.MaterializeResult(
         metadata={
             "incomplete_minutes": dg.MetadataValue.int(incomplete),
