@@ -366,6 +366,30 @@ SILVER_TRADES_QUARANTINE: Final = Table(
     description="Bronze trade rows that failed Silver's cleaning rules (one row per Bronze row), with reason codes.",
 )
 
+# --- Quality: every check result of every run ---------------------------------------------------------------------
+
+QUALITY_CHECK_RESULTS: Final = Table(
+    QUALITY,
+    "check_results",
+    _fields(
+        ("check_name", StringType(), True, "Name of the check, e.g. soda_gold_fct_ohlcv_1h or a dbt test's name"),
+        ("asset_key", StringType(), True, "Asset the check is on, e.g. gold/fct_ohlcv_1h"),
+        ("partition_key", StringType(), False, "Partition checked: a day (2024-03-01), a range (a...b), or null"),
+        ("outcome", StringType(), True, "passed | failed | error (the check could not be evaluated)"),
+        ("severity", StringType(), True, "ERROR | WARN (an ERROR failure of a blocking check blocks downstream)"),
+        ("blocking", BooleanType(), True, "A failure with severity ERROR stops the assets downstream in the run"),
+        ("check_type", StringType(), True, "soda | dbt | row_count_anomaly"),
+        ("description", StringType(), False, "What the check checks"),
+        ("row_count", LongType(), False, "Rows of the asset the check scanned (null when not counted)"),
+        ("failed_checks", StringType(), False, "Comma-separated names of the failed parts (Soda checks, rules)"),
+        ("metric_values", StringType(), False, "The check's metadata as JSON text (Soda diagnostics, dbt status)"),
+        ("run_id", StringType(), True, "Dagster run id"),
+        ("checked_at", TimestamptzType(), True, "Time the result was recorded (UTC)"),
+    ),
+    partition_source="checked_at",
+    description="Every asset check result of every run (Soda, dbt tests, anomaly checks), appended; never updated.",
+)
+
 # Gold tables are created by dbt (dbt_project/models/marts), which owns their schemas; only the names live here.
 GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
 GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
@@ -385,4 +409,5 @@ ALL_TABLES: Final = (
     SILVER_FEAR_GREED,
     SILVER_TRADES,
     SILVER_TRADES_QUARANTINE,
+    QUALITY_CHECK_RESULTS,
 )

@@ -11,6 +11,7 @@ from dagster_dbt import DbtProject, dbt_assets
 from cryptolake_dagster.defs.dbt.resources import CryptoLakeDbtCliResource
 from cryptolake_dagster.defs.dbt.translator import CryptoLakeDbtTranslator
 from cryptolake_dagster.partitions import daily_partitions
+from cryptolake_dagster.quality.results import record_dbt_check_results
 
 
 def partition_vars(start: datetime, end: datetime) -> dict[str, str]:
@@ -31,6 +32,7 @@ def gold_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         """Build the Gold star schema for the partition's day (incremental MERGE models re-run idempotently)."""
         start, end = context.partition_time_window
         invocation = dbt.cli(["build", "--vars", json.dumps(partition_vars(start, end))], context=context)
-        yield from invocation.stream()
+        # dbt tests come back as asset check results: each run's are appended to quality.check_results
+        yield from record_dbt_check_results(context, dbt.lakehouse, invocation.stream())
 
     return gold_dbt_models
