@@ -395,6 +395,16 @@ GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
 GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
 GOLD_COMPLETENESS_1M: Final = f"{GOLD}.fct_completeness_1m"
 GOLD_COMPLETENESS_DAILY: Final = f"{GOLD}.fct_completeness_daily"
+GOLD_OHLCV_1M: Final = f"{GOLD}.fct_ohlcv_1m"
+GOLD_OHLCV_5M: Final = f"{GOLD}.fct_ohlcv_5m"
+GOLD_OHLCV_15M: Final = f"{GOLD}.fct_ohlcv_15m"
+GOLD_OHLCV_4H: Final = f"{GOLD}.fct_ohlcv_4h"
+GOLD_OHLCV_1D: Final = f"{GOLD}.fct_ohlcv_1d"
+GOLD_PRICE_DAILY: Final = f"{GOLD}.fct_price_daily"
+GOLD_MARKET_DAILY: Final = f"{GOLD}.fct_market_daily"
+GOLD_FUTURES_DAILY: Final = f"{GOLD}.fct_futures_daily"
+GOLD_DIM_COIN: Final = f"{GOLD}.dim_coin"
+GOLD_DIM_DATE: Final = f"{GOLD}.dim_date"
 
 ALL_TABLES: Final = (
     BRONZE_TRADES,

@@ -4,30 +4,46 @@ from __future__ import annotations
 
 from typing import Final
 
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings, get_settings
-from serving.api.deps import CatalogProvider
-from serving.api.lake import TableMissingError
-from serving.api.routers import bars, health, symbols
+from cryptolake.tables import (
+    GOLD_COMPLETENESS_DAILY,
+    GOLD_DIM_COIN,
+    GOLD_DIM_SYMBOL,
+    GOLD_FUTURES_DAILY,
+    GOLD_MARKET_DAILY,
+    GOLD_PRICE_DAILY,
+)
+from serving.api.deps import CatalogProvider, CatalogUnavailableError, require_api_key
+from serving.api.errors import error_response, install_error_handlers
+from serving.api.lake import Lake
+from serving.api.metrics import Metrics, MetricsMiddleware
+from serving.api.routers import bars, health, klines, market, quality
+from serving.api.routers.bars import BAR_TABLES
 
 API_V1_PREFIX: Final = "/api/v1"
+SERVED_TABLES: Final = (
+    *(spec.identifier for spec in BAR_TABLES.values()), GOLD_DIM_SYMBOL, GOLD_DIM_COIN, GOLD_MARKET_DAILY,
+    GOLD_PRICE_DAILY, GOLD_FUTURES_DAILY, GOLD_COMPLETENESS_DAILY, quality.CHECK_RESULTS,
+)  # fmt: skip
+DESCRIPTION: Final = """Read-only access to the CryptoLake lakehouse's Gold tables.
+
+* Prices and volumes are exact decimals as JSON strings; times are ISO-8601 UTC (`Z`); days are `YYYY-MM-DD`.
+* Every error has the same body (`ErrorPublic`): `status`, `error`, `detail` and, for a 422, the invalid `errors`.
+* Answers name the Iceberg snapshot they were read from (`served_from`); bars, daily and history routes take
+  `as_of` (a snapshot id or a time) to read a table as it was then.
+* When `CRYPTOLAKE_API_KEY` is set, `/api/*` and `/fapi/*` need the `X-API-Key` header; `/health` and `/metrics`
+  stay open.
+"""
 
 log = get_logger(__name__)
 
 
-async def _table_missing(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TableMissingError)
-    log.warning("table_missing", table=exc.identifier, path=request.url.path)
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={
-            "detail": f"table {exc.identifier} does not exist yet: run the pipeline first "
-            "(`cryptolake run`, or materialize the assets in Dagster), then retry"
-        },
-    )
+async def _catalog_unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(503, str(exc))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,13 +51,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="CryptoLake API",
-        summary="Read-only access to the CryptoLake lakehouse: OHLCV bars from Silver and Gold.",
-        version="0.1.0",
+        summary="Read-only access to the CryptoLake lakehouse: Gold bars, daily market facts, quality.",
+        description=DESCRIPTION,
+        version="0.2.0",
     )
+    provider = CatalogProvider(settings)
+    lake = Lake(provider.get, poll_interval_s=settings.api_snapshot_poll_s, max_loads=settings.api_cache_entries)
     app.state.settings = settings
-    app.state.catalog_provider = CatalogProvider(settings)
-    app.add_exception_handler(TableMissingError, _table_missing)
-    app.include_router(health.router)
-    app.include_router(bars.router, prefix=API_V1_PREFIX)
-    app.include_router(symbols.router, prefix=API_V1_PREFIX)
+    app.state.catalog_provider = provider
+    app.state.lake = lake
+    metrics = Metrics(lake, SERVED_TABLES)
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.add_exception_handler(CatalogUnavailableError, _catalog_unavailable)
+    # The key dependency (and its security scheme in OpenAPI) exists only when a key is configured.
+    secured = [Depends(require_api_key)] if settings.api_key is not None else []
+    templates: dict[object, str] = {}  # endpoint -> full path template, the route label of the metrics
+    for router, prefix, dependencies in (
+        (health.router, "", []), (bars.router, API_V1_PREFIX, secured), (market.router, API_V1_PREFIX, secured),
+        (quality.router, API_V1_PREFIX, secured), (klines.router, "", secured),
+    ):  # fmt: skip
+        app.include_router(router, prefix=prefix, dependencies=dependencies)
+        templates.update({route.endpoint: prefix + route.path for route in router.routes if hasattr(route, "endpoint")})
+
+    @app.get(
+        "/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+                         "description": "Prometheus text format"}},
+    )  # fmt: skip
+    def prometheus_metrics() -> Response:
+        """Request counts and latency histograms per route; snapshot age of each served table."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    templates[prometheus_metrics] = "/metrics"
+    app.add_middleware(MetricsMiddleware, metrics=metrics, templates=templates)
     return app

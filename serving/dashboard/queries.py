@@ -40,7 +40,9 @@ def api_url() -> str:
 def _get(base_url: str, path: str, params: dict[str, Any] | None = None) -> Any:
     url = f"{base_url.rstrip('/')}{path}"
     try:
-        response = requests.get(url, params=params, timeout=TIMEOUT_S)
+        key = get_settings().api_key  # CRYPTOLAKE_API_KEY: the API's optional key
+        headers = {"X-API-Key": key.get_secret_value()} if key is not None else None
+        response = requests.get(url, params=params, timeout=TIMEOUT_S, headers=headers)
     except requests.RequestException as exc:
         raise ApiError(f"the API at {base_url} is not reachable ({type(exc).__name__})") from exc
     if response.status_code != 200:

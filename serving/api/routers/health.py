@@ -1,4 +1,4 @@
-"""``GET /health``: the API is up, and whether the Iceberg catalog answers."""
+"""``GET /health``: the API is up, and whether the Iceberg catalog answers. Open even with an API key."""
 
 from __future__ import annotations
 
