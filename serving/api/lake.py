@@ -203,7 +203,7 @@ class Lake:
         *,
         poll_interval_s: float = 1.0,
         max_loads: int = 256,
-        max_responses: int = 512,
+        max_responses: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalog = catalog
@@ -212,7 +212,7 @@ class Lake:
         self._states: dict[str, _TableState] = {}
         self._states_lock = threading.Lock()
         self.loads = LruCache(max_loads)  # (identifier, snapshot id, part) -> Partitions
-        self.responses = LruCache(max_responses)  # (path, query, snapshot ids) -> bytes
+        self.responses = LruCache(max_responses)  # (route, resolved parameters, snapshot ids) -> body bytes
         self.load_count = 0  # loads done (data read from the warehouse), for tests and /metrics
 
     # --- the current table ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from cryptolake.tables import (
     GOLD_OHLCV_15M,
 )
 from serving.api.deps import LakeDep
-from serving.api.encode import dumps, encode_rows
+from serving.api.encode import encode_rows_json, with_data
 from serving.api.errors import DATA_ERRORS, ApiError
 from serving.api.lake import Lake, View
 from serving.api.params import AsOfQuery, EndQuery, StartQuery, parse_as_of, utc_range
@@ -131,12 +131,11 @@ def get_bars(
 
     def build() -> bytes:
         data_view, table = bar_rows(lake, spec, symbol, market, start_utc, end_utc, limit, point)
-        data = encode_rows(table, BAR_KINDS)
-        return dumps({
+        return with_data({
             "symbol": symbol, "interval": interval, "market": market,
             "start": start_utc.isoformat().replace("+00:00", "Z"), "end": end_utc.isoformat().replace("+00:00", "Z"),
-            "count": len(data), "served_from": served(data_view), "notice": notice(data_view), "data": data,
-        })  # fmt: skip
+            "count": table.num_rows, "served_from": served(data_view), "notice": notice(data_view),
+        }, encode_rows_json(table, BAR_KINDS))  # fmt: skip
 
     return Response(lake.cached_response(key, build), media_type=JSON)
 
