@@ -163,7 +163,7 @@ def plant_history(catalog: Catalog, seed: int = 5) -> dict[str, Any]:
             "holed_minute": holed_minute}  # fmt: skip
 
 
-def plant_recent_bars(catalog: Catalog, now: datetime, symbol: str = "SOLUSDT", seed: int = 9) -> list[dict]:
+def plant_recent_bars(catalog: Catalog, now: datetime, symbol: str = "BTCUSDT", seed: int = 9) -> list[dict]:
     """Three hours of 1-minute bars of ``symbol`` ending at ``now`` (a live-looking chart for the dashboard)."""
     day = now.date()
     bars = _minute_bars(symbol, "spot", day, random.Random(seed))

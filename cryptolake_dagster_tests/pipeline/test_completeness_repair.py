@@ -180,6 +180,24 @@ def test_completeness_flags_exactly_the_minutes_with_missing_trades(ingested_wit
         assert day["minutes"] == sum(1 for symbol, _ in klines if symbol == day["symbol"])
 
 
+def test_a_repair_that_rest_cannot_serve_fails_by_name_and_writes_nothing(settings, checked) -> None:
+    """REST answering no trades for the missing ids (here: an exchange that never had them): the run fails and
+    names the series and what to do; nothing is written."""
+    from cryptolake_dagster.definitions import build_definitions
+
+    before = len(_rows(settings, BRONZE_TRADES_BACKFILL.identifier))
+    with run_in_thread(mode="synthetic", symbols=("BNBUSDT",), rate=0.0) as elsewhere:
+        defs = build_definitions(settings.model_copy(update={"binance_rest_url": elsewhere.rest_url}))
+        result = defs.get_job_def("repair_day").execute_in_process(
+            partition_key=DAY.date().isoformat(), raise_on_error=False
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "could not be repaired over REST" in message and SYMBOLS[0] in message and "repair_day" in message
+    assert len(_rows(settings, BRONZE_TRADES_BACKFILL.identifier)) == before
+
+
 def test_repair_fills_the_holes_and_the_bars_then_equal_the_klines(
     settings, ingested_with_holes, checked, definitions
 ) -> None:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 #: (URL path, title) of every page, in the navigation's order
 PAGES = (
-    ("overview", "Market overview"),
+    ("", "Market overview"),  # the default page, at the root
     ("candles", "Candles"),
     ("compare", "Compare coins"),
     ("history", "Long history"),
@@ -59,6 +59,24 @@ def _wait_for(url: str, timeout_s: float = 60) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
+def _plant_check_history(catalog) -> None:
+    """A week of check results as the checks record them (one failure), through the platform's recorder."""
+    from cryptolake_dagster.quality.results import CheckRecord, append_check_results
+
+    now = datetime.now(UTC)
+    records = [
+        CheckRecord(
+            check_name=name, asset_key=asset, partition_key=(now - timedelta(days=day)).date().isoformat(),
+            outcome="failed" if (day, name) == (2, "soda_gold_fct_ohlcv_1h") else "passed", severity="ERROR",
+            blocking=True, check_type="soda", run_id=f"run-{day}", row_count=1440 - day,
+            checked_at=now - timedelta(days=day, minutes=5),
+        )
+        for day in range(7)
+        for name, asset in (("soda_silver_ohlcv_1m", "silver/ohlcv_1m"), ("soda_gold_fct_ohlcv_1h", "gold/fct_ohlcv_1h"))
+    ]  # fmt: skip
+    append_check_results(catalog, records)
+
+
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory) -> Iterator[str]:
     """A populated lakehouse, the API on it and the dashboard on the API; yields the dashboard's URL."""
@@ -71,6 +89,7 @@ def dashboard(tmp_path_factory) -> Iterator[str]:
     plant_history(catalog)
     plant_recent_bars(catalog, datetime.now(UTC))
     _dbt_build(settings, tmp_path)
+    _plant_check_history(catalog)
 
     api_port, app_port = _free_port(), _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=api_port, log_level="warning"))
@@ -104,7 +123,7 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-@pytest.mark.parametrize(("path", "title"), PAGES, ids=[path for path, _ in PAGES])
+@pytest.mark.parametrize(("path", "title"), PAGES, ids=[path or "overview" for path, _ in PAGES])
 def test_every_page_renders_a_chart_and_no_error(dashboard: str, browser, path: str, title: str) -> None:
     page = browser.new_page(viewport={"width": 1440, "height": 1100})
     try:
@@ -115,13 +134,13 @@ def test_every_page_renders_a_chart_and_no_error(dashboard: str, browser, path: 
         errors = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
         assert errors.count() == 0, errors.first.inner_text()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{path or 'overview'}.png"), full_page=True)
     finally:
         page.close()
 
 
 def test_screenshots_are_in_the_readme() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    missing = [path for path, _ in PAGES if f"docs/screenshots/{path}.png" not in readme]
+    missing = [path for path, _ in PAGES if f"docs/screenshots/{path or 'overview'}.png" not in readme]
     assert not missing, f"README does not show {missing}"
     assert Path(SCREENSHOTS).is_dir()

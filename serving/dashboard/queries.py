@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import pandas as pd
@@ -66,6 +67,17 @@ def fetch_data(base_url: str, path: str, params: dict[str, Any] | None = None) -
         data = payload.get("data", [])
         return list(data) if isinstance(data, list) else [data]
     return list(payload)
+
+
+def plain(value: object) -> str:
+    """An exact decimal string as received, without trailing zeros (``"10769.100000000000"`` -> ``"10769.1"``);
+    ``-`` for a missing value."""
+    if value in (None, ""):
+        return "-"
+    try:
+        return format(Decimal(str(value)).normalize(), "f")
+    except InvalidOperation:
+        return str(value)
 
 
 def fetch_json(base_url: str, path: str, params: dict[str, Any] | None = None) -> Any:

@@ -52,6 +52,12 @@ def bronze_trades_backfill(
     for (market, symbol), series_ranges in ranges.items():
         repair = SeriesRepair(market, symbol, series_ranges)
         ids = sum(hi - lo + 1 for lo, hi in series_ranges)
+        if ids > binance_trades_rest.max_ids:
+            failed.append(
+                f"{market} {symbol}: {ids} aggregate ids missing, more than the {binance_trades_rest.max_ids} a REST "
+                "repair fetches (CRYPTOLAKE_PRODUCER_MAX_GAP_REPAIR): import the day's aggTrades archive instead"
+            )
+            continue
         context.log.info(f"{market} {symbol}: fetching {ids} aggregate ids in {len(series_ranges)} ranges over REST")
         try:
             repair_series(

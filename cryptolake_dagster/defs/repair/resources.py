@@ -15,6 +15,8 @@ class BinanceTradesRestResource(dg.ConfigurableResource):
     spot_base_url: str
     futures_base_url: str
     weight_limit_per_minute: int = 2400
+    #: the most aggregate ids one series may be repaired with over REST (CRYPTOLAKE_PRODUCER_MAX_GAP_REPAIR)
+    max_ids: int = 2_000_000
     coin_ids: dict[str, str] = {}
 
     def client(self, market: str) -> AggTradesClient:
@@ -39,5 +41,6 @@ class BinanceTradesRestResource(dg.ConfigurableResource):
             spot_base_url=rest("spot"),
             futures_base_url=rest("usdm_futures"),
             weight_limit_per_minute=settings.rest_weight_limit_per_minute,
+            max_ids=settings.producer_max_gap_repair,
             coin_ids=dict(settings.coin_ids),
         )

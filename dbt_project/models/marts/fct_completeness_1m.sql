@@ -32,8 +32,12 @@ with bars as (
 continuity as (
     select
         *,
-        lag(last_agg_trade_id) over series as previous_last_agg_trade_id,
-        lag(last_trade_id) over series as previous_last_trade_id
+        -- the previous bar counts only within a day (as in an incremental run's lookback): a full rebuild must
+        -- not charge months without a bar to the next one
+        case when lag(minute) over series >= minute - interval 1 day then lag(last_agg_trade_id) over series end
+            as previous_last_agg_trade_id,
+        case when lag(minute) over series >= minute - interval 1 day then lag(last_trade_id) over series end
+            as previous_last_trade_id
     from bars
     window series as (partition by exchange, market, symbol order by minute)
 ),

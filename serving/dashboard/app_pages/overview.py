@@ -4,12 +4,12 @@ the Fear & Greed gauge, from ``/api/v1/market/overview``, ``/api/v1/history/{coi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
 from serving.dashboard.charts import gauge_figure, sparkline_figure
-from serving.dashboard.queries import fetch_data, to_frame
+from serving.dashboard.queries import fetch_data, plain, to_frame
 from serving.dashboard.states import empty, from_api, utc_caption
 
 st.title("Market overview")
@@ -31,23 +31,25 @@ with cards:
     if not coins:
         empty("daily market facts (gold.fct_market_daily)")
     else:
-        since = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
         columns = st.columns(3)
         for index, coin in enumerate(coins):
             coin_id = coin.get("coin_id", "?")
+            newest = date.fromisoformat(str(coin.get("day") or datetime.now(UTC).date())[:10])
+            since = (newest - timedelta(days=30)).isoformat()  # the month up to the coin's newest day
             with columns[index % 3].container(border=True):
-                change = coin.get("change_24h")
+                change = coin.get("simple_return")  # the 24 h change: close over the previous day's close
                 st.metric(
                     coin_id,
-                    coin.get("last_price") or coin.get("close") or "-",
+                    plain(coin.get("close")),
                     delta=f"{float(change) * 100:.2f} %" if change not in (None, "") else None,
                 )
                 st.caption(
-                    f"volume 24 h {coin.get('quote_volume_24h') or coin.get('quote_volume') or '-'} · market cap "
-                    f"{coin.get('market_cap') or '-'} · {coin.get('ma_30d_signal') or ''}"
+                    f"{coin.get('day')} · volume {coin.get('quote_volume') or '-'} USD · market cap "
+                    f"{coin.get('market_cap') or '-'} · {(coin.get('ma_30d_signal') or '').replace('_', ' ')} · "
+                    f"source {coin.get('source')}"
                 )
                 history = from_api(
-                    lambda base, c=coin_id: fetch_data(base, f"/api/v1/history/{c}", {"start": since}),
+                    lambda base, c=coin_id, s=since: fetch_data(base, f"/api/v1/history/{c}", {"start": s}),
                     f"history of {coin_id}",
                 )
                 frame = to_frame(history or [], numbers=("close",))

@@ -8,13 +8,24 @@ import pandas as pd
 import streamlit as st
 
 from serving.dashboard.charts import bars_figure, outcomes_figure
-from serving.dashboard.queries import fetch_data, fetch_json, fetch_symbols, to_frame
+from serving.dashboard.queries import ApiError, fetch_data, fetch_json, fetch_symbols, to_frame
 from serving.dashboard.states import empty, from_api, utc_caption
 
 st.title("Data quality & pipeline")
 
 st.subheader("Freshness per layer")
-freshness = from_api(lambda base: fetch_json(base, "/api/v1/pipeline/freshness"), "freshness")
+
+
+def _freshness(base: str) -> dict | None:
+    try:
+        return fetch_json(base, "/api/v1/pipeline/freshness")
+    except ApiError as exc:
+        if exc.status == 404:  # an API without the route
+            return None
+        raise
+
+
+freshness = from_api(_freshness, "freshness")
 layers = (freshness or {}).get("layers") or (freshness or {}).get("data") or []
 if layers:
     columns = st.columns(len(layers))
