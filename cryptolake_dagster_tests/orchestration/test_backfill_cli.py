@@ -1,5 +1,6 @@
 """``cryptolake backfill`` as a user runs it: a subprocess running a real partitioned job (the batch sources against
-local servers speaking the real payload shapes), one Dagster run per day, progress lines, runs in the instance."""
+local servers speaking the real payload shapes: one Dagster run per day, their backfill policy), progress lines,
+runs in the instance; requests it refuses, and why. Ranged runs: ``test_ranged_backfill.py``."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_backfill_runs_one_day_after_another_with_progress(tmp_path) -> None:
     assert [(m.group(1), m.group(2), m.group(3)) for m in steps] == [("1", "50", "0"), ("2", "100", "0")]
     for match, day in zip(steps, DAYS, strict=True):
         assert match.group(4).startswith(f"{day} ok in ") and "5 assets materialized" in match.group(4)
-    assert "2 ok, 0 failed" in done.stderr
+    assert "one run per day" in done.stderr and "2 days ok, 0 failed (2 runs)" in done.stderr
 
     (backfill_id,) = set(re.findall(r"backfill batch_sources_daily (\w{8}): 2 days", done.stderr))
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
@@ -77,10 +78,17 @@ def test_backfill_runs_one_day_after_another_with_progress(tmp_path) -> None:
 
 
 def test_backfill_outside_the_partitions_says_what_exists() -> None:
-    done = subprocess.run([*CLI, "--from", "2020-12-31", "--to", "2021-01-02"], capture_output=True, text=True)
+    done = subprocess.run([*CLI, "--from", "2016-12-31", "--to", "2017-01-02"], capture_output=True, text=True)
     assert done.returncode == 2
-    assert "'2020-12-31' is not a partition of silver_gold_daily" in done.stderr
-    assert "available: 2021-01-01 .. " in done.stderr
+    assert "'2016-12-31' is not a partition of silver_gold_daily" in done.stderr
+    assert "available: 2017-01-01 .. " in done.stderr
 
     unknown = subprocess.run([*CLI, "--job", "nope", "--from", "2024-01-01"], capture_output=True, text=True)
-    assert unknown.returncode == 2 and "choose one of: batch_sources_daily, silver_gold_daily" in unknown.stderr
+    assert unknown.returncode == 2 and "choose one of: " in unknown.stderr
+    assert {"batch_sources_daily", "silver_gold_daily"} <= set(unknown.stderr.rsplit(": ", 1)[1].strip().split(", "))
+
+    # The batch sources fetch per day from HTTP APIs: their assets' backfill policy allows one day per run.
+    ranged = [*CLI, "--job", "batch_sources_daily", "--from", "2024-01-01", "--to", "2024-01-05", "--days-per-run", "5"]
+    too_many = subprocess.run(ranged, capture_output=True, text=True)
+    assert too_many.returncode == 2
+    assert "--days-per-run 5: a run of batch_sources_daily spans at most 1 day" in too_many.stderr

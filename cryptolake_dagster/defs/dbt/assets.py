@@ -1,4 +1,10 @@
-"""dbt Gold models as daily-partitioned assets; the partition's time window is passed as dbt vars."""
+"""dbt Gold models as daily-partitioned assets; the run's time window is passed as dbt vars.
+
+A run covers one day (the Bronze sensor) or a range of days (a backfill, see ``cryptolake_dagster.partitions``):
+either way ``dbt build`` runs once, with ``min_date`` / ``max_date`` spanning the whole window. The incremental
+models rebuild every hour (or day) starting inside the window from all of its input, so one build over a range
+gives the tables that one build per day gives, at the fixed cost of a single dbt invocation.
+"""
 
 import json
 from collections.abc import Iterator
@@ -10,12 +16,12 @@ from dagster_dbt import DbtProject, dbt_assets
 
 from cryptolake_dagster.defs.dbt.resources import CryptoLakeDbtCliResource
 from cryptolake_dagster.defs.dbt.translator import CryptoLakeDbtTranslator
-from cryptolake_dagster.partitions import daily_partitions
+from cryptolake_dagster.partitions import daily_partitions, ranged_backfill_policy
 from cryptolake_dagster.quality.results import record_dbt_check_results
 
 
 def partition_vars(start: datetime, end: datetime) -> dict[str, str]:
-    """dbt vars for a partition's half-open time window [min_date, max_date)."""
+    """dbt vars for a run's half-open time window [min_date, max_date) (one day or a range of days)."""
     return {"min_date": start.strftime("%Y-%m-%d %H:%M:%S"), "max_date": end.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -26,10 +32,11 @@ def gold_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         manifest=project.manifest_path,
         dagster_dbt_translator=CryptoLakeDbtTranslator(),
         partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        backfill_policy=ranged_backfill_policy,
     )
     def gold_dbt_models(context: dg.AssetExecutionContext, dbt: CryptoLakeDbtCliResource) -> Iterator[Any]:
-        """Build the Gold star schema for the partition's day (incremental MERGE models re-run idempotently)."""
+        """Build the Gold models for the run's day or range of days: one ``dbt build`` over the whole window
+        (incremental MERGE models re-run idempotently)."""
         start, end = context.partition_time_window
         invocation = dbt.cli(["build", "--vars", json.dumps(partition_vars(start, end))], context=context)
         # dbt tests come back as asset check results: each run's are appended to quality.check_results
