@@ -142,7 +142,7 @@ def evaluate_row_count_anomaly(
     )
 
 
-def _day_records(evaluation: CheckEvaluation, base: dict[str, Any]) -> list[CheckRecord]:
+def day_records(evaluation: CheckEvaluation, base: dict[str, Any]) -> list[CheckRecord]:
     """One quality.check_results row per judged day: the history the next runs read."""
     return [
         CheckRecord(
@@ -173,7 +173,7 @@ def build_row_count_anomaly_check(spec: RowCountAnomalySpec) -> dg.AssetChecksDe
             evaluate=lambda: evaluate_row_count_anomaly(
                 pyspark.spark_session, iceberg, spec, partition_window(context)
             ),
-            records=_day_records,
+            records=day_records,
         )
 
     return row_count_anomaly

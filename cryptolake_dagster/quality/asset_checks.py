@@ -31,7 +31,7 @@ from cryptolake_dagster.quality.results import (
     record_check_results,
     run_partition_key,
 )
-from cryptolake_dagster.quality.soda_scan import SodaOutcome, run_soda_scan
+from cryptolake_dagster.quality.soda_scan import run_soda_scan
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 
 Window = tuple[datetime, datetime]
@@ -117,24 +117,6 @@ def partition_window(context: dg.AssetCheckExecutionContext) -> Window | None:
         return None
     window = op.partition_time_window
     return window.start, window.end
-
-
-def partition_filter(context: dg.AssetCheckExecutionContext, column: str) -> str:
-    """SQL condition: ``column`` in the time window of the partition being checked."""
-    start, end = context.op_execution_context.partition_time_window
-    return sql_time_window(column, start, end)
-
-
-def soda_check_result(outcome: SodaOutcome) -> dg.AssetCheckResult:
-    """A blocking (ERROR) check result with every Soda check's outcome and the failed ones as metadata."""
-    return dg.AssetCheckResult(
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "checks": dg.MetadataValue.json(outcome.checks),
-            "failed": dg.MetadataValue.text(", ".join(outcome.failed_checks) or "none"),
-        },
-    )
 
 
 def recorded_check_result(

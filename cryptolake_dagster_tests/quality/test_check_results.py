@@ -256,6 +256,60 @@ def test_gold_without_rows_for_a_day_with_silver_bars_fails(bad_day, settings, s
     assert "iff silver.ohlcv_1m has rows" in row["failed_checks"]
 
 
+# --- the parts on their own: a ranged run's days, a Soda file that cannot be evaluated --------------------------
+
+
+def test_a_ranged_run_judges_each_day_against_the_days_before_it(empty_day, settings, spark) -> None:
+    """Two days without hourly bars after six recorded days of 10 rows: both are anomalies, and the second day's
+    history already holds the first (recorded as one row per day)."""
+    from cryptolake_dagster.quality.anomaly import RowCountAnomalySpec, day_records, evaluate_row_count_anomaly
+    from cryptolake_dagster.resources import IcebergCatalogResource
+
+    first = date(2022, 7, 1)
+    planted = [
+        CheckRecord(
+            check_name=ANOMALY_CHECK, asset_key=GOLD_OHLCV_1H_KEY.to_user_string(),
+            partition_key=(first - timedelta(days=i)).isoformat(), outcome="passed", severity="WARN", blocking=False,
+            check_type="row_count_anomaly", run_id="planted-history", row_count=10,
+        )
+        for i in range(1, 7)
+    ]  # fmt: skip
+    append_check_results(get_catalog(settings), planted)
+    spec = RowCountAnomalySpec(asset_key=GOLD_OHLCV_1H_KEY, table=GOLD_OHLCV_1H, time_column="hour")
+    window = (
+        datetime.combine(first, time(), tzinfo=UTC),
+        datetime.combine(first, time(), tzinfo=UTC) + timedelta(days=2),
+    )
+    evaluation = evaluate_row_count_anomaly(spark, IcebergCatalogResource.from_settings(settings), spec, window)
+    day1, day2 = evaluation.per_partition
+    assert not evaluation.passed and evaluation.failed_checks == ["2022-07-01", "2022-07-02"]
+    # the trailing 7 recorded days: the six planted ones and one earlier day of this module (0 or 4 rows)
+    assert (day1["row_count"], day1["trailing_median"], day1["history_days"]) == (0, 10.0, 7)
+    assert day2["history"][-1] == {"day": "2022-07-01", "row_count": 0} and day2["trailing_median"] == 10.0
+    rows = day_records(evaluation, {"check_name": ANOMALY_CHECK, "asset_key": "gold/fct_ohlcv_1h",
+                                     "partition_key": "2022-07-01...2022-07-02", "severity": "WARN",
+                                     "blocking": False, "check_type": "row_count_anomaly", "run_id": "r"})  # fmt: skip
+    assert [(r.partition_key, r.outcome, r.row_count) for r in rows] == [
+        ("2022-07-01", "failed", 0),
+        ("2022-07-02", "failed", 0),
+    ]
+
+
+def test_a_soda_file_that_cannot_be_evaluated_is_an_error_not_a_pass(empty_day, spark, tmp_path) -> None:
+    from cryptolake_dagster.quality.asset_checks import SodaCheckSpec, evaluate_soda_spec
+
+    soda_file = tmp_path / "broken.yml"
+    soda_file.write_text("checks for fct_ohlcv_1h:\n  - failed rows:\n      fail condition: no_such_column > 0\n")
+    spec = SodaCheckSpec(asset_key=GOLD_OHLCV_1H_KEY, table=GOLD_OHLCV_1H, soda_file=soda_file, partition_column="hour")
+    window = (
+        datetime.combine(EMPTY_DAY, time(), tzinfo=UTC),
+        datetime.combine(EMPTY_DAY, time(), tzinfo=UTC) + timedelta(days=1),
+    )
+    evaluation = evaluate_soda_spec(spark, spec, window)
+    assert evaluation.errored and not evaluation.passed and evaluation.outcome == "error"
+    assert any("no_such_column" in error for error in evaluation.metadata["soda_errors"])
+
+
 # --- recording never fails a check ------------------------------------------------------------------------------
 
 
