@@ -195,12 +195,16 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="FastAPI port.")
     api_url: str | None = Field(None, description="API base URL used by the dashboard. Default from host/port.")
     api_key: SecretStr | None = Field(
-        None, description="When set, every /api/* request needs this value in the X-API-Key header (/health and "
-        "/metrics stay open). The dashboard sends it too."
+        None,
+        description="When set, every /api/* request needs this value in the X-API-Key header (/health and "
+        "/metrics stay open). The dashboard sends it too.",
     )
     api_snapshot_poll_s: float = Field(
-        1.0, gt=0, le=60, description="The API asks the catalog for a table's current snapshot at most this often "
-        "(seconds); new data is served within this delay of its commit."
+        1.0,
+        gt=0,
+        le=60,
+        description="The API asks the catalog for a table's current snapshot at most this often "
+        "(seconds); new data is served within this delay of its commit.",
     )
     api_cache_entries: int = Field(
         256, ge=8, description="Loaded table parts (a small table, or one day of 1m/5m bars) the API keeps in memory."

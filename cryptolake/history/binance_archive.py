@@ -74,6 +74,7 @@ class Archive:
     def origin(self) -> str:
         """The file's layout path (``data/...``): the ``origin`` of its rows in bronze.trades_backfill."""
         return self.path or self.location
+
     @property
     def name(self) -> str:
         return self.location.rsplit("/", 1)[-1]
