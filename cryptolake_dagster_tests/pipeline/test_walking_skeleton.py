@@ -137,7 +137,10 @@ def test_api_serves_bars_equal_to_recomputation(ingested, built, settings, api_u
     checks = result.get_asset_check_evaluations()
     assert checks and all(check.passed for check in checks), [(c.check_name, c.metadata) for c in checks]
 
-    for interval, bucket in (("1m", timedelta(minutes=1)), ("1h", timedelta(hours=1))):
+    # every interval Gold serves, each recomputed here from the trades the test generated
+    intervals = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15),
+                 "1h": timedelta(hours=1), "4h": timedelta(hours=4), "1d": timedelta(days=1)}  # fmt: skip
+    for interval, bucket in intervals.items():
         expected = expected_bars(ingested, bucket)
         for symbol in SYMBOLS:
             response = requests.get(
