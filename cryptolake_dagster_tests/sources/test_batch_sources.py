@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 import requests
 
-from cryptolake.history.binance_archive import KlineArchive, read_kline_archive, write_klines
+from cryptolake.history.binance_archive import Archive, read_kline_archive, write_klines
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.tables import (
     BRONZE_BINANCE_KLINES,
@@ -76,7 +76,7 @@ def lake(settings, spark) -> dict[str, dg.ConfigurableResource]:
     }
 
 
-def _kline_zip(archive: KlineArchive, rows: list[list]) -> bytes:
+def _kline_zip(archive: Archive, rows: list[list]) -> bytes:
     """An archive file's bytes: one CSV of kline rows, as Binance zips them."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
@@ -306,7 +306,7 @@ def test_binance_klines_pages_back_and_rerun_is_identical(settings, spark, lake)
         assert _contents(spark, BRONZE_BINANCE_KLINES, exclude=("ingested_at",)) == first
 
         # Archive klines of the same day land beside the REST ones, and a REST re-run leaves them alone.
-        archive = KlineArchive("mirror/BTCUSDT-1d-2024-03.zip", "spot", "monthly", "BTCUSDT", "1d", "2024-03")
+        archive = Archive("mirror/BTCUSDT-1d-2024-03.zip", "spot", "monthly", "BTCUSDT", "1d", "2024-03")
         archived = read_kline_archive(archive, _kline_zip(archive, [kline_row(bar, "spot") for bar in build_klines(
             [t for t in trades if t.symbol == "BTCUSDT"], 86_400_000)]), datetime.now(UTC))  # fmt: skip
         write_klines(get_catalog(settings), archive, archived)
