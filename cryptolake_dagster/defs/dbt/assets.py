@@ -25,7 +25,7 @@ def partition_vars(start: datetime, end: datetime) -> dict[str, str]:
     return {"min_date": start.strftime("%Y-%m-%d %H:%M:%S"), "max_date": end.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def gold_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
+def gold_dbt_assets(project: DbtProject, coin_ids: dict[str, str] | None = None) -> dg.AssetsDefinition:
     """The dbt models of ``project`` (its manifest must exist) as one multi-asset, ``gold_dbt_models``."""
 
     @dbt_assets(
@@ -38,7 +38,10 @@ def gold_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         """Build the Gold models for the run's day or range of days: one ``dbt build`` over the whole window
         (incremental MERGE models re-run idempotently)."""
         start, end = context.partition_time_window
-        invocation = dbt.cli(["build", "--vars", json.dumps(partition_vars(start, end))], context=context)
+        dbt_vars: dict[str, object] = {**partition_vars(start, end)}
+        if coin_ids:  # the platform's coin map (CRYPTOLAKE_COIN_IDS) over the project's defaults
+            dbt_vars["coin_ids"] = coin_ids
+        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
         # dbt tests come back as asset check results: each run's are appended to quality.check_results
         yield from record_dbt_check_results(context, dbt.lakehouse, invocation.stream())
 

@@ -13,6 +13,6 @@ def defs(settings: Settings) -> dg.Definitions:
     """Writes the dbt profile for ``settings`` and runs ``dbt parse`` when the manifest is missing."""
     project = dbt_project(settings)
     return dg.Definitions(
-        assets=[gold_dbt_assets(project)],
+        assets=[gold_dbt_assets(project, dict(settings.coin_ids))],
         resources={"dbt": CryptoLakeDbtCliResource.from_settings(settings, project)},
     )
