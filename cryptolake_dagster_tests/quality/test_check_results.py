@@ -295,6 +295,24 @@ def test_a_ranged_run_judges_each_day_against_the_days_before_it(empty_day, sett
     ]
 
 
+def test_a_ranged_run_records_its_range_and_each_day(empty_day, settings) -> None:
+    """A ranged run (two days, Dagster's range tags) of Gold's Soda and anomaly checks: the Soda check scans the
+    range once and records it as ``first...last``; the anomaly check records each day."""
+    from cryptolake_dagster.definitions import load_definitions
+
+    first, last = EMPTY_DAY.isoformat(), (EMPTY_DAY + timedelta(days=1)).isoformat()
+    selection = {dg.AssetCheckKey(GOLD_OHLCV_1H_KEY, name) for name in (GOLD_CHECK, ANOMALY_CHECK)}
+    job = load_definitions().resolve_job_def("silver_gold_daily").get_subset(asset_check_selection=selection)
+    result = job.execute_in_process(
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    )
+    assert result.success, failures(result)
+    gold = meta(evaluations(result)[GOLD_CHECK])
+    assert gold["rows"] == 0 and gold["window"].startswith(f"[{first}T00:00:00+00:00, ")
+    rows = sorted((r["check_name"], r["partition_key"]) for r in recorded(settings, result.run_id))
+    assert rows == [(ANOMALY_CHECK, first), (ANOMALY_CHECK, last), (GOLD_CHECK, f"{first}...{last}")]
+
+
 def test_a_soda_file_that_cannot_be_evaluated_is_an_error_not_a_pass(empty_day, spark, tmp_path) -> None:
     from cryptolake_dagster.quality.asset_checks import SodaCheckSpec, evaluate_soda_spec
 
