@@ -50,13 +50,14 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 class BackfillEventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log, the same files and schema, as a backfill's process writes it.
 
-    A ranged run of a year records every asset's materialization for every day of it: thousands of events. Dagster's
-    SQLite storage opens a new SQLAlchemy engine and connection for every statement (about 20 ms an event here);
-    this one keeps one connection per database file (a few ms). It also records one *planned* event per asset for
-    a ranged run instead of one per day (Dagster's ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`` behaviour):
-    the days of a failed ranged run then keep their previous status in the UI instead of showing "failed"; the run
-    itself shows failed, and the backfill names its days. Other processes (webserver, daemon) read and write the
-    same files as usual; between statements this process holds no lock.
+    A ranged run records every asset's materialization for every day of its range: for years, tens of thousands of
+    events. Dagster's SQLite storage opens a new SQLAlchemy engine and connection for every statement (about 20 ms
+    an event here); this one keeps one connection per database file (about 6 ms). It also records one *planned*
+    event per asset for a ranged run instead of one per day, as Dagster does with
+    ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`` set: the days of a failed ranged run then keep their
+    previous status in the UI instead of showing "failed"; the run itself shows failed, and the backfill names its
+    days. Other processes (webserver, daemon) read and write the same files as usual; between statements this
+    process holds no lock.
     """
 
     #: Open engines kept (the index and the latest runs' databases); the least recently used is closed first.
