@@ -42,7 +42,7 @@ from simulators.binance import Faults, run_in_thread
 
 DAY = datetime(2024, 4, 2, tzinfo=UTC)
 START = DAY + timedelta(hours=9)
-SYMBOLS = ["ETCUSDT", "ICPUSDT"]  # no other test uses them: the topic and Bronze are shared
+SYMBOLS = ["ETCUSDT", "HBARUSDT"]  # no other test uses them: the topic and Bronze are shared
 PER_SYMBOL = 300
 SKIP_EVERY = 97
 KLINE_FIELDS = {  # our bar column -> index in Binance's kline array
