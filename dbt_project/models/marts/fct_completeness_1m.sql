@@ -8,7 +8,10 @@
     * the exchange's own kline for the minute (bronze.binance_klines, interval 1m, REST or archive): every field
       equal (quote volumes at the kline's 8 printed decimals).
 
-    `complete` = a bar exists, no aggregate or raw id is missing, and the kline (when there is one) matches.
+    `complete` = a bar exists, its aggregate and raw ids account for exactly the trades it holds (none missing,
+    none extra), and the kline (when there is one) matches. `status` says why a minute is not complete; it is
+    'complete' exactly when `complete` is true ('extra_trades': more trades than their ids span, e.g. after a late
+    trade with an out-of-order id).
     Incremental MERGE on the grain over the window [min_date, max_date) passed by the orchestrator.
 -#}
 {{
@@ -81,37 +84,46 @@ joined as (
     from window_bars b
     full outer join klines k
         on b.market = k.market and b.symbol = k.symbol and b.minute = k.minute and b.exchange = 'binance'
+),
+
+checked as (
+    select
+        exchange,
+        market,
+        symbol,
+        minute,
+        has_bar,
+        agg_trades_observed,
+        agg_trades_expected,
+        coalesce(agg_trades_expected - agg_trades_observed, 0) as agg_trades_missing,
+        raw_trades_observed,
+        raw_trades_expected,
+        coalesce(raw_trades_expected - raw_trades_observed, 0) as raw_trades_missing,
+        checked_from_previous_bar,
+        first_agg_trade_id,
+        last_agg_trade_id,
+        previous_last_agg_trade_id,
+        has_kline,
+        kline_trade_count,
+        kline_source,
+        matches_kline,
+        has_bar
+            and coalesce(agg_trades_expected = agg_trades_observed, false)
+            and coalesce(raw_trades_expected = raw_trades_observed, true)
+            and (not has_kline or matches_kline) as complete
+    from joined
 )
 
 select
-    exchange,
-    market,
-    symbol,
-    minute,
-    has_bar,
-    agg_trades_observed,
-    agg_trades_expected,
-    coalesce(agg_trades_expected - agg_trades_observed, 0) as agg_trades_missing,
-    raw_trades_observed,
-    raw_trades_expected,
-    coalesce(raw_trades_expected - raw_trades_observed, 0) as raw_trades_missing,
-    checked_from_previous_bar,
-    first_agg_trade_id,
-    last_agg_trade_id,
-    previous_last_agg_trade_id,
-    has_kline,
-    kline_trade_count,
-    kline_source,
-    matches_kline,
-    has_bar
-        and coalesce(agg_trades_expected = agg_trades_observed, false)
-        and coalesce(raw_trades_expected = raw_trades_observed, true)
-        and (not has_kline or matches_kline) as complete,
+    *,
+    -- `complete` and its status agree: status complete exactly when the minute is complete
     case
         when not has_bar then 'no_trades'
         when agg_trades_expected > agg_trades_observed then 'missing_agg_trades'
         when raw_trades_expected > raw_trades_observed then 'missing_raw_trades'
-        when has_kline and not matches_kline then 'kline_mismatch'
-        else 'complete'
+        when has_kline and not coalesce(matches_kline, false) then 'kline_mismatch'
+        when complete then 'complete'
+        -- more trades than their ids span (e.g. a late trade with an out-of-order id): not complete either
+        else 'extra_trades'
     end as status
-from joined
+from checked
