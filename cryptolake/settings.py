@@ -209,6 +209,21 @@ class Settings(BaseSettings):
     api_cache_entries: int = Field(
         256, ge=8, description="Loaded table parts (a small table, or one day of 1m/5m bars) the API keeps in memory."
     )
+    # --- Pipeline status and alerts (/api/v1/pipeline/*, the alerts domain's sensors) --------------------------
+    stale_after_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A layer (bronze.trades, silver.ohlcv_1m, gold.fct_ohlcv_1m) whose newest data is older than "
+        "this many seconds is stale: an alert.",
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="When set, each new alert (failed run, failed or warning check, stale layer) is POSTed here as "
+        "JSON by the Dagster alerts sensors. Empty: alerts are only recorded.",
+    )
+    alert_webhook_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Timeout of one webhook POST (seconds); a failed POST is logged, not retried."
+    )
     dashboard_port: int = Field(8501, description="Streamlit port.")
     dagster_port: int = Field(3000, description="Dagster webserver port.")
 

@@ -390,6 +390,44 @@ QUALITY_CHECK_RESULTS: Final = Table(
     description="Every asset check result of every run (Soda, dbt tests, anomaly checks), appended; never updated.",
 )
 
+QUALITY_ALERTS: Final = Table(
+    QUALITY,
+    "alerts",
+    _fields(
+        ("alert_id", StringType(), True, "Unique id of the alert (run_failure: the failed run's id)"),
+        ("kind", StringType(), True, "run_failure (written by the run-failure sensor of the alerts domain)"),
+        ("job_name", StringType(), True, "Dagster job of the run"),
+        ("run_id", StringType(), True, "Dagster run id"),
+        ("partition_key", StringType(), False, "Partition of the run: a day, a range (a...b), or null"),
+        ("message", StringType(), True, "The run's failure message (and the first failed step's error)"),
+        ("failed_steps", StringType(), False, "Comma-separated keys of the steps that failed"),
+        ("tags", StringType(), False, "The run's tags as JSON text"),
+        ("raised_at", TimestamptzType(), True, "Time the run failed (UTC)"),
+        ("recorded_at", TimestamptzType(), True, "Time the alert was recorded (UTC)"),
+    ),
+    partition_source="raised_at",
+    description="Every failed Dagster run, appended by the run-failure sensor; never updated. Failed checks and "
+    "stale tables are derived by the API from quality.check_results and the tables themselves.",
+)
+
+QUALITY_ASSET_RUNS: Final = Table(
+    QUALITY,
+    "asset_runs",
+    _fields(
+        ("asset_key", StringType(), True, "Asset materialized, e.g. silver/ohlcv_1m"),
+        ("run_id", StringType(), True, "Dagster run id"),
+        ("job_name", StringType(), True, "Dagster job of the run"),
+        ("run_status", StringType(), True, "SUCCESS | FAILURE: how the run ended"),
+        ("partition_key", StringType(), False, "Partition materialized: a day, a range (first...last), or null"),
+        ("partitions", IntegerType(), True, "Partitions of the asset the run materialized (0: unpartitioned)"),
+        ("materialized_at", TimestamptzType(), True, "Time of the run's newest materialization of the asset (UTC)"),
+        ("recorded_at", TimestamptzType(), True, "Time the row was recorded (UTC)"),
+    ),
+    partition_source="materialized_at",
+    description="One row per asset per finished Dagster run that materialized it, appended by the alerts domain's "
+    "run-status sensors from the Dagster instance: what the API reads as each asset's last run.",
+)
+
 # Gold tables are created by dbt (dbt_project/models/marts), which owns their schemas; only the names live here.
 GOLD_OHLCV_1H: Final = f"{GOLD}.fct_ohlcv_1h"
 GOLD_DIM_SYMBOL: Final = f"{GOLD}.dim_symbol"
@@ -420,4 +458,6 @@ ALL_TABLES: Final = (
     SILVER_TRADES,
     SILVER_TRADES_QUARANTINE,
     QUALITY_CHECK_RESULTS,
+    QUALITY_ALERTS,
+    QUALITY_ASSET_RUNS,
 )

@@ -18,6 +18,7 @@ import dagster as dg
 
 from cryptolake.logging import configure_logging
 from cryptolake.settings import Settings, get_settings
+from cryptolake_dagster.defs.alerts import definitions as alerts
 from cryptolake_dagster.defs.bronze import definitions as bronze
 from cryptolake_dagster.defs.dbt import definitions as dbt
 from cryptolake_dagster.defs.gold import definitions as gold
@@ -26,7 +27,7 @@ from cryptolake_dagster.defs.silver import definitions as silver
 from cryptolake_dagster.defs.sources import definitions as sources
 from cryptolake_dagster.resources import lakehouse_resources
 
-DOMAINS = (bronze, silver, dbt, gold, sources, repair)
+DOMAINS = (bronze, silver, dbt, gold, sources, repair, alerts)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

@@ -16,18 +16,21 @@ from cryptolake.tables import (
     GOLD_FUTURES_DAILY,
     GOLD_MARKET_DAILY,
     GOLD_PRICE_DAILY,
+    QUALITY_ALERTS,
+    QUALITY_ASSET_RUNS,
 )
 from serving.api.deps import CatalogProvider, CatalogUnavailableError, require_api_key
 from serving.api.errors import error_response, install_error_handlers
 from serving.api.lake import Lake
 from serving.api.metrics import Metrics, MetricsMiddleware
-from serving.api.routers import bars, health, klines, market, quality
+from serving.api.routers import bars, health, klines, market, pipeline, quality
 from serving.api.routers.bars import BAR_TABLES
 
 API_V1_PREFIX: Final = "/api/v1"
 SERVED_TABLES: Final = (
     *(spec.identifier for spec in BAR_TABLES.values()), GOLD_DIM_SYMBOL, GOLD_DIM_COIN, GOLD_MARKET_DAILY,
-    GOLD_PRICE_DAILY, GOLD_FUTURES_DAILY, GOLD_COMPLETENESS_DAILY, quality.CHECK_RESULTS,
+    GOLD_PRICE_DAILY, GOLD_FUTURES_DAILY, GOLD_COMPLETENESS_DAILY, quality.CHECK_RESULTS, QUALITY_ALERTS.identifier,
+    QUALITY_ASSET_RUNS.identifier,
 )  # fmt: skip
 DESCRIPTION: Final = """Read-only access to the CryptoLake lakehouse's Gold tables.
 
@@ -69,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates: dict[object, str] = {}  # endpoint -> full path template, the route label of the metrics
     for router, prefix, dependencies in (
         (health.router, "", []), (bars.router, API_V1_PREFIX, secured), (market.router, API_V1_PREFIX, secured),
-        (quality.router, API_V1_PREFIX, secured), (klines.router, "", secured),
+        (quality.router, API_V1_PREFIX, secured), (pipeline.router, API_V1_PREFIX, secured),
+        (klines.router, "", secured),
     ):  # fmt: skip
         app.include_router(router, prefix=prefix, dependencies=dependencies)
         templates.update({route.endpoint: prefix + route.path for route in router.routes if hasattr(route, "endpoint")})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from cryptolake.utc import as_utc
 from serving.api.encode import Kind
@@ -329,6 +329,88 @@ CompletenessDayPublic = row_model("CompletenessDayPublic", "gold.fct_completenes
 class CompletenessPublic(DailyPublic):
     market: str
     data: list[CompletenessDayPublic]  # type: ignore[valid-type]
+
+
+# --- pipeline ---------------------------------------------------------------------------------------------------
+
+
+class LayerFreshnessPublic(BaseModel):
+    """The newest data of one layer's main table."""
+
+    layer: Literal["bronze", "silver", "gold"]
+    table: str = Field(description="The layer's main table")
+    time_column: str = Field(description="The column holding the data time")
+    newest: UtcDatetime | None = Field(description="Greatest value of time_column (null: no rows, or no table)")
+    lag_seconds: float | None = Field(description="checked_at - newest, in seconds (null without data)")
+    stale: bool = Field(description="lag_seconds > stale_after_s")
+    snapshot_id: int | None = Field(description="The snapshot read (null: no snapshot)")
+    committed_at: UtcDatetime | None = Field(description="Commit time of that snapshot")
+
+
+class BronzeWriterPublic(BaseModel):
+    """The Bronze writer's counters as it last wrote them (``<state dir>/bronze_writer_status.json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    updated_at: UtcDatetime = Field(description="When the writer last wrote them (the file's time)")
+    topic: str | None = Field(None, description="Kafka topic consumed")
+    batches: int | None = Field(None, description="Batches committed since the writer started")
+    rows: int | None = Field(None, description="Rows appended to bronze.trades since it started")
+    rejected: int | None = Field(None, description="Messages written to bronze.trades_rejected")
+    rejected_reasons: dict[str, int] | None = Field(None, description="Rejected messages per reason code")
+    consumed: int | None = Field(None, description="Messages read from Kafka")
+    rows_per_second: float | None = Field(None, description="rows / seconds since start")
+    started_at: float | None = Field(None, description="Start of the writer (epoch seconds)")
+    last_commit_at: float | None = Field(None, description="Last Iceberg commit (epoch seconds)")
+    last_batch_rows: int | None = Field(None, description="Rows of the last batch")
+    last_batch_seconds: float | None = Field(None, description="Write time of the last batch")
+    last_batch_decode_seconds: float | None = Field(None, description="Decode time of the last batch")
+    last_committed_offsets: dict[str, int] | None = Field(None, description="Next Kafka offset per partition")
+    freshness_s: float | None = Field(None, description="now - newest trade time, at the last commit")
+
+
+class AssetRunPublic(BaseModel):
+    """The last finished run that materialized an asset (quality.asset_runs)."""
+
+    asset_key: str = Field(description="e.g. silver/ohlcv_1m")
+    run_id: str = Field(description="Dagster run id")
+    job_name: str | None = Field(description="Dagster job")
+    run_status: str | None = Field(description="SUCCESS | FAILURE")
+    partition_key: str | None = Field(description="A day, a range first...last, or null")
+    partitions: int | None = Field(description="Partitions materialized by the run")
+    materialized_at: UtcDatetime | None = Field(description="The run's newest materialization of the asset")
+
+
+class FreshnessPublic(BaseModel):
+    """Freshness per layer, the Bronze writer's counters and the last run of each asset."""
+
+    checked_at: UtcDatetime = Field(description="The time the lags are measured at")
+    stale_after_s: float = Field(description="CRYPTOLAKE_STALE_AFTER_S")
+    layers: list[LayerFreshnessPublic]
+    bronze_writer: BronzeWriterPublic | None = Field(description="null: no status file (see bronze_writer_notice)")
+    bronze_writer_notice: str | None = Field(None, description="Why bronze_writer is null")
+    assets: list[AssetRunPublic] = Field(description="Per asset its last recorded run, by asset key")
+    served_from: list[ServedFrom] = Field(description="The snapshot of each table read")
+    notice: str | None = Field(None, description="Why layers or assets have no data yet")
+
+
+ALERT_COLUMNS: Final[tuple[Column, ...]] = (
+    ("alert_id", "str", "Stable id (run_failure: the run id)"),
+    ("kind", "str", "run_failure | check_failed | check_warning | stale"),
+    ("raised_at", "time", "When it happened: the run failed, the check was recorded, the layer became stale"),
+    ("severity", "str", "ERROR | WARN"),
+    ("subject", "str", "The job (run_failure), the asset (checks) or the table (stale)"),
+    ("message", "str", "What happened"),
+    ("run_id", "str", "Dagster run id (null for stale)"),
+    ("partition_key", "str", "Partition of the run or check: a day, a range a...b, or null"),
+)
+AlertPublic = row_model("AlertPublic", "One alert.", ALERT_COLUMNS)
+
+
+class AlertsPublic(Envelope):
+    """Failed runs, failed and warning checks, stale layers: newest first."""
+
+    data: list[AlertPublic]  # type: ignore[valid-type]
 
 
 # --- health ---------------------------------------------------------------------------------------------------
