@@ -54,6 +54,8 @@ def failure_row(
     text = (message or f"run {run.run_id} of {run.job_name} failed").strip()
     for event in step_failures:
         error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:  # Dagster's wrapper -> the op's own exception
+            error = error.cause
         if error is not None:
             text += f" | {event.step_key}: {error.cls_name}: {error.message.strip()}"
             break

@@ -1,6 +1,7 @@
 """Data quality & pipeline: check outcomes over time and the failing ones (``/api/v1/quality/checks``),
-completeness per symbol and day (``/api/v1/quality/completeness/{symbol}``), freshness per layer and the Bronze
-writer's counters (``/api/v1/pipeline/freshness``)."""
+completeness per symbol and day (``/api/v1/quality/completeness/{symbol}``), freshness per layer, the Bronze
+writer's counters and the last run of each asset (``/api/v1/pipeline/freshness``), recent alerts
+(``/api/v1/pipeline/alerts``)."""
 
 from __future__ import annotations
 
@@ -25,19 +26,57 @@ def _freshness(base: str) -> dict | None:
         raise
 
 
+WRITER_COUNTERS = ("rows", "batches", "rejected", "rows_per_second", "freshness_s", "updated_at")
+
 freshness = from_api(_freshness, "freshness")
-layers = (freshness or {}).get("layers") or (freshness or {}).get("data") or []
+layers = (freshness or {}).get("layers") or []
 if layers:
     columns = st.columns(len(layers))
     for column, layer in zip(columns, layers, strict=True):
         lag = layer.get("lag_seconds")
-        column.metric(str(layer.get("layer", "?")), f"{lag:.0f} s behind" if isinstance(lag, int | float) else "no data",
-                      help=f"newest data: {layer.get('newest') or layer.get('newest_data_time') or '-'}")  # fmt: skip
-    counters = (freshness or {}).get("bronze_writer")
-    if counters:
-        st.caption("Bronze writer: " + ", ".join(f"{key} {value}" for key, value in counters.items()))
+        column.metric(
+            f"{layer.get('layer', '?')} ({layer.get('table', '?')})",
+            f"{lag:.0f} s behind" if isinstance(lag, int | float) else "no data",
+            delta="stale" if layer.get("stale") else None, delta_color="inverse",
+            help=f"newest {layer.get('time_column', 'time')}: {layer.get('newest') or '-'}",
+        )  # fmt: skip
+    writer = (freshness or {}).get("bronze_writer")
+    if writer:
+        st.caption("Bronze writer: " + ", ".join(
+            f"{key} {round(writer[key], 1) if isinstance(writer[key], float) else writer[key]}"
+            for key in WRITER_COUNTERS if writer.get(key) is not None
+        ))  # fmt: skip
+    else:
+        st.caption(f"Bronze writer: {(freshness or {}).get('bronze_writer_notice') or 'no status'}")
+    assets = (freshness or {}).get("assets") or []
+    if assets:
+        with st.expander(f"Last run of each asset ({len(assets)})"):
+            st.dataframe(pd.DataFrame(assets), hide_index=True)
+    elif (freshness or {}).get("notice"):
+        st.caption(str(freshness["notice"]))
 else:
     empty("freshness figures")
+
+st.subheader("Alerts")
+
+
+def _alerts(base: str) -> dict | None:
+    try:
+        return fetch_json(base, "/api/v1/pipeline/alerts", {"limit": 200})
+    except ApiError as exc:
+        if exc.status == 404:  # an API without the route
+            return None
+        raise
+
+
+alerts = from_api(_alerts, "alerts")
+if alerts is None:
+    empty("alerts (failed runs, failed checks, stale layers)")
+elif alerts.get("data"):
+    st.dataframe(pd.DataFrame(alerts["data"]), hide_index=True,
+                 column_order=("raised_at", "kind", "severity", "subject", "message", "partition_key", "run_id"))  # fmt: skip
+else:
+    st.success(f"No alerts. {alerts.get('notice') or ''}", icon=":material/check_circle:")
 
 st.subheader("Checks over time")
 checks = from_api(lambda base: fetch_data(base, "/api/v1/quality/checks", {"limit": 5000}), "check results")
