@@ -6,6 +6,8 @@ dashboard's quality page (``AppTest``) on the same API."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -300,3 +302,21 @@ def test_quality_page_empty_states(empty_api: ApiServer, point_at: Any) -> None:
     assert [m.value for m in app.metric[:3]] == ["no data"] * 3
     assert any(WRITER_STATUS_FILE in c.value for c in app.caption)
     assert any(s.value.startswith("No alerts. no alerts: no failed run") for s in app.success)
+
+
+def test_schemathesis_finds_no_failure_in_the_pipeline_routes(status_lake: StatusLake, tmp_path: Path) -> None:
+    """Every schemathesis check on the two routes of a lake that has every kind of alert, a writer status and
+    asset runs (the suite-wide run in test_api.py covers them on the empty and pipeline-built lakes)."""
+    from cryptolake_dagster_tests.serving.test_api import SCHEMATHESIS_CONFIG
+
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG)
+    st = Path(sys.executable).parent / "schemathesis"
+    result = subprocess.run(
+        [str(st), "--config-file", str(config), "run", f"{status_lake.base_url}/openapi.json", "--checks", "all",
+         "--include-path-regex", "^/api/v1/pipeline/", "--max-examples", "60", "--seed", "12", "--workers", "1",
+         "--request-timeout", "10"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert "Tested: 2" in result.stdout and "No issues found" in result.stdout, result.stdout[-4000:]
