@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pyiceberg.expressions import GreaterThan
 
-from cryptolake.pipeline_status import check_alert, layer_freshness, run_failure_alert, stale_alert
+from cryptolake.pipeline_status import check_alert, layer_freshness, newest_time, run_failure_alert, stale_alert
 from cryptolake.tables import QUALITY_ALERTS, QUALITY_ASSET_RUNS, QUALITY_CHECK_RESULTS
 from cryptolake_dagster.defs.alerts.records import append, asset_run_rows, failure_row, run_end_time
 from cryptolake_dagster.defs.alerts.webhook import AlertingResource
@@ -73,11 +73,13 @@ def quality_alerts_webhook(
     catalog = iceberg.catalog()
     table = catalog.load_table(QUALITY_CHECK_RESULTS.identifier)
     since = cursor["checked_at"] if cursor else None
-    scan = table.scan(row_filter=GreaterThan("checked_at", since)) if since else table.scan()
-    rows = scan.to_arrow().to_pylist()
-    newest = max((row["checked_at"] for row in rows), default=None)
     payloads = []
-    if cursor is not None:  # the first evaluation starts from the newest result: no history is posted
+    if cursor is None:  # the first evaluation starts after the newest result (file metadata): no history posted
+        newest = newest_time(table, "checked_at")
+    else:
+        scan = table.scan(row_filter=GreaterThan("checked_at", since)) if since else table.scan()
+        rows = scan.to_arrow().to_pylist()
+        newest = max((row["checked_at"] for row in rows), default=None)
         found = [alert for alert in map(check_alert, rows) if alert is not None]
         payloads.extend(alert.payload() for alert in sorted(found, key=lambda a: (a.raised_at, a.alert_id)))
     was_stale = set(cursor["stale"]) if cursor else set()
