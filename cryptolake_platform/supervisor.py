@@ -1,13 +1,16 @@
 """``cryptolake run``: broker, simulator, producer, Bronze writer, Dagster, API and dashboard under one parent.
 
-Each service is a child process in its own process group with PR_SET_PDEATHSIG, so nothing outlives the
-supervisor: Ctrl-C / SIGTERM stops the children in reverse start order (SIGTERM to the group, then SIGKILL), and
-if the supervisor itself is killed the kernel signals the children. Services that exit unexpectedly are restarted
+Each service is a child process in its own process group with PR_SET_PDEATHSIG: Ctrl-C / SIGTERM stops the
+children in reverse start order (SIGTERM to the group, then SIGKILL), and if the supervisor itself is killed the
+kernel signals the children. Their own descendants (``dagster dev``'s code and gRPC servers) are covered by the
+watchdog of :mod:`cryptolake.reaper`: everything started carries the run's marker, and whatever still carries it
+once the supervisor is gone is killed, so nothing outlives the platform. Services that exit unexpectedly are restarted
 with backoff; their output goes to ``<state>/logs/<service>.log``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,6 +24,7 @@ from cryptolake.broker import BrokerError, LocalBroker, ensure_topics, platform_
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 from cryptolake.logging import get_logger
 from cryptolake.processes import die_with_parent, stop_process
+from cryptolake.reaper import MARKER, new_run_id, start_watchdog, sweep
 from cryptolake.settings import REPO_ROOT, Settings
 from cryptolake_dagster.instance import prepare_dagster_home
 
@@ -61,6 +65,8 @@ class Supervisor:
         self.logs = settings.state_dir.resolve() / "logs"
         self.broker: LocalBroker | None = None
         self.services: list[Service] = []
+        self.run_id: str | None = None
+        self.watchdog: subprocess.Popen | None = None
         self._stopping = False
 
     # --- plan -----------------------------------------------------------------------------------------------
@@ -125,6 +131,12 @@ class Supervisor:
                 "(CRYPTOLAKE_API_PORT, CRYPTOLAKE_DASHBOARD_PORT, CRYPTOLAKE_DAGSTER_PORT, CRYPTOLAKE_SIMULATOR_PORT, "
                 "CRYPTOLAKE_LOCAL_BROKER_PORT)"
             )
+        # Before anything is started: the watchdog (unmarked, its own session), then the marker every process
+        # started from here on inherits (the broker's JVM included).
+        self.run_id = new_run_id()
+        self.watchdog = start_watchdog(self.run_id, log_file=self.logs / "reaper.log")
+        os.environ[MARKER] = self.run_id
+        log.info("platform run", run_id=self.run_id, watchdog_pid=self.watchdog.pid)
         bootstrap = s.kafka_bootstrap_servers
         if not bootstrap:
             self.broker = LocalBroker(s.local_broker_port, log_file=self.logs / "broker.log").start()
@@ -208,6 +220,14 @@ class Supervisor:
         if self.broker is not None:
             self.broker.stop()
             log.info("local broker stopped")
+        if self.run_id is not None:
+            left = sweep(self.run_id, grace_s=10.0, exclude=[os.getpid()])
+            if left:
+                log.warning("stopped processes the services left behind", pids=left)
+        if self.watchdog is not None and self.watchdog.stdin is not None:
+            self.watchdog.stdin.close()  # the watchdog finds nothing left and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.watchdog.wait(timeout=30)
 
 
 def run_platform(settings: Settings, *, live: bool, commit_interval_s: float) -> int:
