@@ -187,7 +187,7 @@ def test_run_failure_sensor_records_the_failed_run_and_posts_it(tmp_path: Path) 
     assert row["alert_id"] == row["run_id"] == run_id and row["kind"] == "run_failure"
     assert row["job_name"] == record.dagster_run.job_name
     assert row["partition_key"] == FAILED_DAY
-    assert PLANTED_ERROR in row["message"] and "RuntimeError" in row["message"]
+    assert row["message"].endswith(f"| alerts_test__breaks: RuntimeError: {PLANTED_ERROR}")
     assert row["failed_steps"] == "alerts_test__breaks"
     assert json.loads(row["tags"])["dagster/partition"] == FAILED_DAY
     assert abs(row["raised_at"].timestamp() - record.end_time) < 1e-3
@@ -200,6 +200,27 @@ def test_run_failure_sensor_records_the_failed_run_and_posts_it(tmp_path: Path) 
     [asset_run] = rows_of(catalog, QUALITY_ASSET_RUNS.identifier)
     assert asset_run["asset_key"] == "alerts_test/daily" and asset_run["run_status"] == "FAILURE"
     assert asset_run["run_id"] == run_id and asset_run["partition_key"] == FAILED_DAY and asset_run["partitions"] == 1
+
+
+def test_the_sensors_see_runs_through_the_instance_as_the_daemon_does(tmp_path: Path) -> None:
+    """Ticks as the daemon evaluates them (cursor over the instance's run status events): the first tick starts
+    at the newest event, later ticks see each new run once, in-process runs (``cryptolake backfill``) included."""
+    settings, catalog = temp_lakehouse(tmp_path / "state")
+    with temp_instance(tmp_path / "dagster") as instance, Webhook() as hook:
+
+        def tick(sensor: Any, cursor: str | None) -> str | None:
+            context = dg.build_sensor_context(instance=instance, resources=resources(settings, hook.url), cursor=cursor)
+            return sensor.evaluate_tick(context).cursor
+
+        old_failure = run_failing(instance)  # before the sensors started: not reported
+        failures, successes = tick(run_failure_alerts, None), tick(run_success_asset_runs, None)
+        failed, succeeded = run_failing(instance), run_succeeding(instance, "2024-05-04")
+        failures, successes = tick(run_failure_alerts, failures), tick(run_success_asset_runs, successes)
+        tick(run_failure_alerts, failures), tick(run_success_asset_runs, successes)  # nothing new
+    assert [row["run_id"] for row in rows_of(catalog, QUALITY_ALERTS.identifier)] == [failed] != [old_failure]
+    assert [body["run_id"] for body in hook.bodies] == [failed]
+    runs = {(r["run_id"], r["run_status"]) for r in rows_of(catalog, QUALITY_ASSET_RUNS.identifier)}
+    assert runs == {(failed, "FAILURE"), (succeeded, "SUCCESS")}
 
 
 @pytest.mark.parametrize("answer", ["closed port", "500"])

@@ -57,7 +57,10 @@ def failure_row(
         while error is not None and error.cause is not None:  # Dagster's wrapper -> the op's own exception
             error = error.cause
         if error is not None:
-            text += f" | {event.step_key}: {error.cls_name}: {error.message.strip()}"
+            message = error.message.strip()  # Dagster's text usually starts with the class name already
+            if error.cls_name and not message.startswith(f"{error.cls_name}:"):
+                message = f"{error.cls_name}: {message}"
+            text += f" | {event.step_key}: {message}"
             break
     now = datetime.now(UTC)
     return {

@@ -10,6 +10,10 @@
 * ``quality_alerts_webhook`` (every minute, only with a webhook URL): POSTs the check results recorded since its
   cursor that failed or warned, and each layer that became stale; on its first evaluation it posts the layers
   stale then and no older check results. Cursor: JSON ``{"checked_at": newest seen, "stale": [layers]}``.
+
+The run-status sensors watch every run of the instance (``monitor_all_code_locations``): the runs ``cryptolake
+backfill`` executes in its own process have no code-location origin, and a sensor watching only its own location
+would never see them.
 """
 
 import json
@@ -28,6 +32,7 @@ from cryptolake_dagster.resources import IcebergCatalogResource
 @dg.run_failure_sensor(
     name="run_failure_alerts",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,
     description="Each failed run: a row of quality.alerts, its materializations in quality.asset_runs, and a POST "
     "to CRYPTOLAKE_ALERT_WEBHOOK_URL when it is set.",
 )
@@ -48,6 +53,7 @@ def run_failure_alerts(
     run_status=dg.DagsterRunStatus.SUCCESS,
     name="run_success_asset_runs",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,
     description="Each successful run's materializations (asset, partition or range, time) in quality.asset_runs.",
 )
 def run_success_asset_runs(context: dg.RunStatusSensorContext, iceberg: IcebergCatalogResource) -> None:
