@@ -171,8 +171,9 @@ def check_alert(row: Mapping[str, Any]) -> Alert | None:
     severity = str(row.get("severity") or "ERROR")
     failed = f"; failed: {row['failed_checks']}" if row.get("failed_checks") else ""
     where = f" [{row['partition_key']}]" if row.get("partition_key") else ""
+    identity = _digest(row["run_id"], row["check_name"], row["asset_key"], row.get("partition_key"), row["checked_at"])
     return Alert(
-        alert_id=f"check-{_digest(row['run_id'], row['check_name'], row['asset_key'], row.get('partition_key'), row['checked_at'])}",
+        alert_id=f"check-{identity}",
         kind="check_warning" if severity == "WARN" else "check_failed", raised_at=_as_datetime(row["checked_at"]),
         severity=severity, subject=str(row["asset_key"]),
         message=f"{row['check_name']} on {row['asset_key']}{where}: {row['outcome']}{failed}",

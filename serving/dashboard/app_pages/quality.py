@@ -73,8 +73,8 @@ alerts = from_api(_alerts, "alerts")
 if alerts is None:
     empty("alerts (failed runs, failed checks, stale layers)")
 elif alerts.get("data"):
-    st.dataframe(pd.DataFrame(alerts["data"]), hide_index=True,
-                 column_order=("raised_at", "kind", "severity", "subject", "message", "partition_key", "run_id"))  # fmt: skip
+    order = ("raised_at", "kind", "severity", "subject", "message", "partition_key", "run_id")
+    st.dataframe(pd.DataFrame(alerts["data"]), hide_index=True, column_order=order)
 else:
     st.success(f"No alerts. {alerts.get('notice') or ''}", icon=":material/check_circle:")
 
