@@ -2,8 +2,9 @@
 
 The history is quality.check_results: the row count this check recorded for each earlier day of the table (the
 latest record per day, so a re-run after a fix supersedes the first one). A day whose count is more than
-``max_ratio`` times above or below the median of the previous ``trailing_days`` recorded days is reported (WARN:
-it never blocks). With fewer than ``min_history`` recorded days the check passes and says so. Each day of the run's
+``max_ratio`` times above or below the median of the days recorded in the ``trailing_days`` calendar days before
+it, ``[d - N, d)``, is reported (WARN: it never blocks); days recorded long before (another backfill years ago) are
+no trailing history. With fewer than ``min_history`` recorded days in that window the check passes and says so. Each day of the run's
 window is judged (a ranged run judges its days in order, each one joining the history of the next) and recorded as
 its own row, so the history grows by one row per day and run.
 
@@ -49,9 +50,9 @@ class RowCountAnomalySpec:
     @property
     def description(self) -> str:
         return (
-            f"A day's rows of {self.table} within {self.max_ratio:g}x of the median of the previous "
-            f"{self.trailing_days} recorded days (quality.check_results); passes with fewer than "
-            f"{self.min_history} recorded days"
+            f"A day's rows of {self.table} within {self.max_ratio:g}x of the median of the days recorded "
+            f"(quality.check_results) in the {self.trailing_days} calendar days before it; passes with fewer than "
+            f"{self.min_history} of them"
         )
 
 
@@ -75,8 +76,10 @@ def day_row_counts(spark: SparkSession, table: str, time_column: str, window: Wi
 
 
 def judge_day(spec: RowCountAnomalySpec, day: str, rows: int, history: dict[str, int]) -> dict[str, Any]:
-    """The figures of one day: its rows, the previous recorded days, their median, the bounds and the verdict."""
-    previous = [(d, n) for d, n in sorted(history.items()) if d < day][-spec.trailing_days :]
+    """The figures of one day: its rows, the days recorded in its trailing calendar window, their median, the bounds
+    and the verdict."""
+    first = (date.fromisoformat(day) - timedelta(days=spec.trailing_days)).isoformat()
+    previous = [(d, n) for d, n in sorted(history.items()) if first <= d < day]
     figures: dict[str, Any] = {
         "day": day,
         "row_count": rows,
@@ -88,7 +91,8 @@ def judge_day(spec: RowCountAnomalySpec, day: str, rows: int, history: dict[str,
             **figures,
             "passed": True,
             "trailing_median": None,
-            "reason": f"too little history: {len(previous)} recorded day(s) before {day}, {spec.min_history} needed",
+            "reason": f"too little history: {len(previous)} recorded day(s) in [{first}, {day}), "
+            f"{spec.min_history} needed",
         }
     median = float(statistics.median(n for _, n in previous))
     lower, upper = median / spec.max_ratio, median * spec.max_ratio

@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
+import dagster as dg
 import pytest
 import requests
 import uvicorn
@@ -135,7 +136,10 @@ def test_api_serves_bars_equal_to_recomputation(ingested, built, settings, api_u
     result = built
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert checks and all(check.passed for check in checks), [(c.check_name, c.metadata) for c in checks]
+    # Every ERROR check passes; the WARN row-count anomaly judges the day against the other tests' days of the
+    # shared lakehouse, so it is not asserted here (its own tests are in quality/).
+    errors = [c for c in checks if c.severity == dg.AssetCheckSeverity.ERROR]
+    assert len(errors) >= 3 and all(c.passed for c in errors), [(c.check_name, c.metadata) for c in errors]
 
     # every interval Gold serves, each recomputed here from the trades the test generated
     intervals = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15),

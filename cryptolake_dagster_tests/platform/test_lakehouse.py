@@ -74,15 +74,16 @@ def test_bootstrap_is_idempotent(settings) -> None:
 
 
 def test_bootstrap_migrates_a_table_of_the_previous_version_and_keeps_its_rows(tmp_path) -> None:
-    """silver.ohlcv_1m as the previous version created it (no agg_trade_count / taker_buy_quote_volume) gains the new
-    columns at bootstrap, with the registry's field ids; its rows keep every value and read null in the new ones."""
+    """silver.ohlcv_1m as the oldest previous version created it (no agg_trade_count / taker_buy_quote_volume, no
+    first_trade_id / last_trade_id) gains the new columns at bootstrap, with the registry's field ids; its rows keep
+    every value and read null in the new ones."""
     from cryptolake.settings import Settings
     from cryptolake.tables import SILVER_OHLCV_1M
 
     settings = Settings(state_dir=tmp_path / "state", profile="local", catalog_uri=None, warehouse=None)
     catalog = get_catalog(settings)
     catalog.create_namespace("silver")
-    new_columns = {"agg_trade_count", "taker_buy_quote_volume"}
+    new_columns = {"agg_trade_count", "taker_buy_quote_volume", "first_trade_id", "last_trade_id"}
     old_schema = Schema(*(f for f in SILVER_OHLCV_1M.schema.fields if f.name not in new_columns))
     old = catalog.create_table(
         SILVER_OHLCV_1M.identifier, schema=old_schema, partition_spec=SILVER_OHLCV_1M.partition_spec()
@@ -106,4 +107,4 @@ def test_bootstrap_migrates_a_table_of_the_previous_version_and_keeps_its_rows(t
     assert as_ids == [(f.field_id, f.name, str(f.field_type)) for f in SILVER_OHLCV_1M.schema.fields]
     assert len(migrated.metadata.snapshots) == 1  # schema evolution rewrote no data
     rows = migrated.scan().to_arrow().to_pylist()
-    assert rows == [{**row, "agg_trade_count": None, "taker_buy_quote_volume": None}]
+    assert rows == [{**row, **dict.fromkeys(new_columns)}]

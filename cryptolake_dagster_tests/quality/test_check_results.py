@@ -8,7 +8,7 @@ real ``silver_gold_daily`` job runs, and what the checks decided is read back fr
   Silver's check, the Gold assets downstream are not built in that run, and the failure is recorded; after the fix,
   the re-run records the pass;
 * Gold without rows for a day that has Silver bars fails Gold's check;
-* the row-count anomaly check compares a day with the trailing median of the recorded days.
+* the row-count anomaly check compares a day with the median of the days recorded in its trailing 7 calendar days.
 
 Days, symbol and Kafka topic are used by no other test.
 """
@@ -230,14 +230,13 @@ def test_the_anomaly_check_compares_the_day_with_the_trailing_median(bad_day, se
     result = bad_day["fixed"]
     anomaly = evaluations(result)[ANOMALY_CHECK]
     figures = meta(anomaly)
-    # 4 hourly bars against the median 24 of the recorded days before (the empty day's 0 and the planted five):
-    # outside [12, 48], a warning only.
+    # 4 hourly bars against the median 24 of the days recorded in the 7 calendar days before (the planted five;
+    # the empty day is 14 days before, other tests' days years before): outside [12, 48], a warning only.
     assert not anomaly.passed and anomaly.severity == dg.AssetCheckSeverity.WARN and result.success
     assert [(d["day"], d["row_count"]) for d in figures["history"]] == [
-        (EMPTY_DAY.isoformat(), 0),
-        *((day.isoformat(), rows) for day, rows in HISTORY.items()),
+        (day.isoformat(), rows) for day, rows in HISTORY.items()
     ]
-    assert figures["trailing_median"] == 24.0 and figures["history_days"] == 6
+    assert figures["trailing_median"] == 24.0 and figures["history_days"] == 5
     assert (figures["row_count"], figures["lower_bound"], figures["upper_bound"]) == (4, 12.0, 48.0)
     [row] = [r for r in recorded(settings, result.run_id) if r["check_name"] == ANOMALY_CHECK]
     assert (row["outcome"], row["severity"], row["blocking"], row["row_count"]) == ("failed", "WARN", False, 4)
@@ -283,8 +282,8 @@ def test_a_ranged_run_judges_each_day_against_the_days_before_it(empty_day, sett
     evaluation = evaluate_row_count_anomaly(spark, IcebergCatalogResource.from_settings(settings), spec, window)
     day1, day2 = evaluation.per_partition
     assert not evaluation.passed and evaluation.failed_checks == ["2022-07-01", "2022-07-02"]
-    # the trailing 7 recorded days: the six planted ones and one earlier day of this module (0 or 4 rows)
-    assert (day1["row_count"], day1["trailing_median"], day1["history_days"]) == (0, 10.0, 7)
+    # the days recorded in the 7 calendar days before: the six planted ones (this module's earlier days are older)
+    assert (day1["row_count"], day1["trailing_median"], day1["history_days"]) == (0, 10.0, 6)
     assert day2["history"][-1] == {"day": "2022-07-01", "row_count": 0} and day2["trailing_median"] == 10.0
     rows = day_records(evaluation, {"check_name": ANOMALY_CHECK, "asset_key": "gold/fct_ohlcv_1h",
                                      "partition_key": "2022-07-01...2022-07-02", "severity": "WARN",
