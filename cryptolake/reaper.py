@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     while time.monotonic() < deadline and marked_processes(args.run_id):
         time.sleep(0.5)
     killed = sweep(args.run_id, grace_s=5.0)
-    if killed:
-        print(f"reaper: stopped {len(killed)} process(es) left by platform run {args.run_id}: {killed}", flush=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"{stamp} reaper: platform run {args.run_id} ended; {len(killed)} process(es) still running, stopped"
+          + (f": {killed}" if killed else ""), flush=True)  # fmt: skip
     return 0
 
 

@@ -4,6 +4,7 @@ the top, and the watchdog stops what the kernel's parent-death signal cannot rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -93,3 +94,70 @@ def test_sweep_stops_only_the_processes_of_its_run(tmp_path: Path) -> None:
         for proc in procs.values():
             proc.kill()
             proc.wait()
+
+
+def _run_ids_of(state_dir: Path) -> set[str]:
+    """The platform-run markers of the processes started for the lakehouse at ``state_dir``."""
+    wanted = f"CRYPTOLAKE_STATE_DIR={state_dir}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            variables = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in variables:
+            found |= {v.split(b"=", 1)[1].decode() for v in variables if v.startswith(f"{MARKER}=".encode())}
+    return found
+
+
+def _dagster_servers(run_id: str) -> list[int]:
+    """Marked processes that are Dagster's own servers (grandchildren of the supervisor: code server, gRPC API)."""
+    servers = []
+    for pid in marked_processes(run_id):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "dagster" in command and ("code-server" in command or "grpc" in command):
+            servers.append(pid)
+    return servers
+
+
+def test_kill_9_of_cryptolake_run_during_a_run_leaves_nothing_running(tmp_path: Path) -> None:
+    """The real platform, killed with SIGKILL (its whole process group, as a terminal's kill does) once Dagster's
+    code server is up: within a minute no process it started is left."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOLAKE_") and k != "DAGSTER_HOME"}
+    env |= {
+        "CRYPTOLAKE_STATE_DIR": str(state), "CRYPTOLAKE_API_PORT": "18310", "CRYPTOLAKE_DASHBOARD_PORT": "18311",
+        "CRYPTOLAKE_DAGSTER_PORT": "18312", "CRYPTOLAKE_SIMULATOR_PORT": "18313",
+        "CRYPTOLAKE_SIMULATOR_FUTURES_PORT": "18314", "CRYPTOLAKE_BATCH_SOURCES_PORT": "18315",
+        "CRYPTOLAKE_LOCAL_BROKER_PORT": "18316",
+    }  # fmt: skip
+    cli = Path(sys.executable).parent / "cryptolake"
+    log = open(tmp_path / "run.log", "wb")
+    run = subprocess.Popen([str(cli), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run_id = ""
+    try:
+        assert _wait(lambda: len(_run_ids_of(state)) == 1, 120), (tmp_path / "run.log").read_text()[-3000:]
+        (run_id,) = _run_ids_of(state)
+        assert _wait(lambda: _dagster_servers(run_id), 240), (tmp_path / "run.log").read_text()[-3000:]
+        before = marked_processes(run_id)
+        assert len(before) >= 5  # broker, services and Dagster's own servers
+
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+        assert _wait(lambda: not marked_processes(run_id), 60), {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in marked_processes(run_id)
+        }
+        reaper_log = state / "logs" / "reaper.log"
+        ended = f"reaper: platform run {run_id} ended"
+        assert _wait(lambda: ended in reaper_log.read_text(), 30), reaper_log.read_text()  # it did its sweep
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        if run_id:
+            sweep(run_id, grace_s=1.0)
+        log.close()
