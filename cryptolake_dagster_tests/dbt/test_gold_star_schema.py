@@ -1,4 +1,5 @@
-"""The Gold star schema built by a real ``dbt build`` from history planted in a temp lakehouse, every number
+"""The Gold star schema built from history planted in a temp lakehouse by the orchestrator's own run (one ranged
+run of every Gold asset: a real ``dbt build`` and every check of every Gold table, Soda and dbt tests), every number
 recomputed here independently (plain ``Decimal`` for prices and averages, ``math`` / ``statistics`` for returns and
 volatility):
 
@@ -7,24 +8,38 @@ volatility):
 * ``fct_price_daily``'s precedence over days that several sources cover (our trades > Binance klines > CSV >
   CoinGecko), and a day of our trades that is not whole (an id hole) falling back to the kline;
 * the multi-interval bars (5m, 15m, 1h, 4h, 1d) against a recomputation from the 1-minute bars;
-* ``fct_futures_daily``'s basis, ``dim_coin``'s all-time high and low and history span, ``dim_date``'s span.
+* ``fct_futures_daily``'s basis, ``dim_coin``'s all-time high and low and history span, ``dim_date``'s span;
+* every Gold table has checks and they all pass, their results recorded in quality.check_results; a bad bar planted
+  afterwards (a duplicate key with high < low) fails its table's Soda check and is recorded;
+* a minute holding more aggregate trades than its ids span is not complete, and its status says so.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import yaml
+from pyiceberg.expressions import EqualTo
 
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.lakehouse.spark import prepare_spark_environment
-from cryptolake.settings import Settings
+from cryptolake.settings import REPO_ROOT, Settings
+from cryptolake.tables import QUALITY_CHECK_RESULTS, SILVER_OHLCV_1M
+from cryptolake_dagster_tests.dbt.gold_checks_run import BAD_CHECK
 from cryptolake_dagster_tests.dbt.gold_history import (
     BTC_LAST,
     COINGECKO_ONLY,
@@ -33,31 +48,95 @@ from cryptolake_dagster_tests.dbt.gold_history import (
     ETH_FIRST,
     GAP,
     HOLED_DAY,
+    INGESTED,
     TRADES_DAY,
+    at,
     days_between,
     plant_history,
 )
-from cryptolake_dagster_tests.dbt.test_dbt_project import _dbt_build
+from cryptolake_dagster_tests.dbt.test_dbt_project import BUILD_TIMEOUT_S, _java_processes_of
 from cryptolake_platform.data_dictionary import MARTS_DIR
+
+GOLD_TABLES = ("fct_price_daily", "fct_market_daily", "fct_futures_daily", "dim_coin", "dim_date", "dim_symbol",
+               "fct_ohlcv_5m", "fct_ohlcv_15m", "fct_ohlcv_1h", "fct_ohlcv_4h", "fct_ohlcv_1d", "fct_ohlcv_1m",
+               "fct_completeness_1m", "fct_completeness_daily")  # fmt: skip
+#: A symbol of no coin (no daily price) whose second minute holds one aggregate trade more than its ids span (a
+#: late trade with an out-of-order id); kept apart from the tables the recomputations read.
+EXTRA_SYMBOL = "XTRAUSDT"
+EXTRA_MINUTES = (at(TRADES_DAY) + timedelta(hours=5), at(TRADES_DAY) + timedelta(hours=5, minutes=1))
+ANOMALY_CHECK = "row_count_anomaly_gold_fct_ohlcv_1h"  # a warning judged against recorded days (none here)
+
+
+def _extra_trades_bars() -> list[dict[str, Any]]:
+    """Two Silver bars of EXTRA_SYMBOL, one raw trade per aggregate (raw id = aggregate id + 4000): aggregate ids
+    1000..1004 (five trades), then 1005..1006 and the late 1002 (three trades where the ids after the first bar's
+    span two)."""
+    price, quantity = Decimal("2.5"), Decimal("0.4")
+    bars = []
+    for minute, (first, last, count) in zip(EXTRA_MINUTES, ((1000, 1004, 5), (1002, 1006, 3)), strict=True):
+        bars.append({
+            "exchange": "binance", "market": "spot", "symbol": EXTRA_SYMBOL, "minute": minute, "open": price,
+            "high": price, "low": price, "close": price, "volume": quantity * count,
+            "quote_volume": price * quantity * count, "trade_count": count, "vwap": price,
+            "buy_volume": quantity * count, "sell_volume": Decimal(0), "first_agg_trade_id": first,
+            "last_agg_trade_id": last, "built_at": INGESTED, "agg_trade_count": count,
+            "taker_buy_quote_volume": price * quantity * count, "first_trade_id": 4000 + first,
+            "last_trade_id": 4000 + last,
+        })  # fmt: skip
+    return bars
+
+
+def _run_gold_with_checks(settings: Settings, tmp_path: Path) -> dict[str, Any]:
+    """``gold_checks_run`` in a process of its own on the lakehouse of ``settings``; returns its report."""
+    out = tmp_path / "runs.json"
+    first, last = COINGECKO_ONLY[0].isoformat(), BTC_LAST.isoformat()
+    env = {**os.environ, "CRYPTOLAKE_STATE_DIR": str(settings.state_dir),
+           "CRYPTOLAKE_SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
+           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
+    for key in ("CRYPTOLAKE_PROFILE", "CRYPTOLAKE_CATALOG_URI", "CRYPTOLAKE_WAREHOUSE"):
+        env.pop(key, None)
+    (tmp_path / "dagster").mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "cryptolake_dagster_tests.dbt.gold_checks_run", str(out), first, last,
+               TRADES_DAY.isoformat()]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=2 * BUILD_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # our own process group (the runs, dbt and their Spark JVMs)
+            proc.wait()
+    deadline = time.monotonic() + 20
+    while (alive := _java_processes_of(settings.state_dir.resolve())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for leftover in alive:  # started by our subprocess (its command line names our temp state dir)
+        leftover.kill()
+    assert proc.returncode == 0 and out.is_file(), output[-12_000:]
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def gold(tmp_path_factory) -> dict[str, Any]:
-    """Plant the history, run ``dbt build`` once, return what was planted and every Gold table read back."""
+    """Plant the history, build Gold with its checks in one ranged run of the orchestrator (then the bad bar's
+    run), return what was planted, the runs' report and every Gold table read back (EXTRA_SYMBOL's rows apart)."""
     tmp_path = tmp_path_factory.mktemp("gold")
     settings = Settings(state_dir=tmp_path / "state", spark_shuffle_partitions=1)
     prepare_spark_environment(settings)
     catalog = get_catalog(settings)
     planted = plant_history(catalog)
-    _dbt_build(settings, tmp_path)
-    tables, schemas = {}, {}
-    for name in ("fct_price_daily", "fct_market_daily", "fct_futures_daily", "dim_coin", "dim_date", "dim_symbol",
-                 "fct_ohlcv_5m", "fct_ohlcv_15m", "fct_ohlcv_1h", "fct_ohlcv_4h", "fct_ohlcv_1d", "fct_ohlcv_1m",
-                 "fct_completeness_1m", "fct_completeness_daily"):  # fmt: skip
+    silver = catalog.load_table(SILVER_OHLCV_1M.identifier)
+    silver.append(pa.Table.from_pylist(_extra_trades_bars(), schema=silver.schema().as_arrow()))
+    runs = _run_gold_with_checks(settings, tmp_path)
+    tables, schemas, extra = {}, {}, {}
+    for name in GOLD_TABLES:
         table = catalog.load_table(f"gold.{name}")
-        tables[name] = table.scan().to_arrow().to_pylist()
+        rows = table.scan().to_arrow().to_pylist()
+        tables[name] = [row for row in rows if row.get("symbol") != EXTRA_SYMBOL]
+        extra[name] = [row for row in rows if row.get("symbol") == EXTRA_SYMBOL]
         schemas[name] = [field.name for field in table.schema().fields]
-    return {**planted, "tables": tables, "schemas": schemas}
+    return {**planted, "tables": tables, "schemas": schemas, "extra": extra, "runs": runs, "settings": settings}
 
 
 def _expected_prices(gold: dict) -> dict[tuple[str, date], tuple[str, Decimal, Decimal | None]]:
@@ -225,3 +304,82 @@ def test_every_built_column_is_in_the_models_yml(gold) -> None:
             c["name"] for c in yaml.safe_load((MARTS_DIR / f"{name}.yml").read_text())["models"][0]["columns"]
         ]
         assert documented == columns, name
+
+
+# --- the checks of every Gold table ------------------------------------------------------------------------------
+
+
+def _recorded(settings: Settings, run_id: str) -> list[dict[str, Any]]:
+    table = get_catalog(settings).load_table(QUALITY_CHECK_RESULTS.identifier)
+    return table.scan(row_filter=EqualTo("run_id", run_id)).to_arrow().to_pylist()
+
+
+def test_every_gold_table_is_built_with_checks_that_pass_and_are_recorded(gold) -> None:
+    run, checks = gold["runs"]["gold"], gold["runs"]["checks"]
+    assert run["success"], run["step_failures"]
+    assert {f"gold/{name}" for name in GOLD_TABLES} == set(checks) == set(run["materialized"])
+    evaluated: dict[str, set[str]] = defaultdict(set)
+    for evaluation in run["evaluations"]:
+        evaluated[evaluation["asset_key"]].add(evaluation["check_name"])
+    for asset, names in checks.items():
+        soda = f"soda_{asset.replace('/', '_')}"
+        assert soda in names and evaluated[asset] == set(names), asset  # a Soda check and dbt tests, all run
+    failed = [e for e in run["evaluations"] if not e["passed"] and e["check_name"] != ANOMALY_CHECK]
+    assert not failed, failed
+    # the one anomaly check is a warning, judged against the days recorded before (none: the lakehouse is new)
+    assert all(e["severity"] == "WARN" for e in run["evaluations"] if e["check_name"] == ANOMALY_CHECK)
+
+    rows = _recorded(gold["settings"], run["run_id"])
+    by_check = {(r["asset_key"], r["check_name"]): r for r in rows}
+    partition = f"{COINGECKO_ONLY[0].isoformat()}...{BTC_LAST.isoformat()}"
+    for evaluation in run["evaluations"]:
+        if evaluation["check_name"] == ANOMALY_CHECK:
+            continue  # recorded per day
+        row = by_check[(evaluation["asset_key"], evaluation["check_name"])]
+        assert row["outcome"] == ("passed" if evaluation["passed"] else "failed"), row
+        assert row["partition_key"] == partition
+    soda = {r["asset_key"]: r for r in rows if r["check_type"] == "soda"}
+    assert set(soda) == set(checks) and all(r["blocking"] and r["severity"] == "ERROR" for r in soda.values())
+    bars_5m = len(gold["tables"]["fct_ohlcv_5m"]) + len(gold["extra"]["fct_ohlcv_5m"])
+    assert soda["gold/fct_ohlcv_5m"]["row_count"] == bars_5m
+    upstream = json.loads(soda["gold/fct_price_daily"]["metric_values"])["upstream_rows"]
+    assert upstream == {"silver.daily_prices (NOT is_provisional)": len(gold["coingecko"])}
+
+
+def test_a_planted_bad_bar_fails_its_soda_check_and_is_recorded(gold) -> None:
+    """A copy of one of TRADES_DAY's 5-minute bars with high and low swapped: a duplicate key and high < low."""
+    run = gold["runs"]["bad_bar"]
+    [evaluation] = run["evaluations"]
+    assert (evaluation["check_name"], evaluation["passed"], evaluation["severity"]) == (BAD_CHECK, False, "ERROR")
+    assert not run["success"]  # an ERROR check that fails fails its step: the run's downstream is blocked
+    duplicate, bounds = "one bar per symbol and open time", "low <= open, close, vwap <= high"
+    assert duplicate in evaluation["failed"] and bounds in evaluation["failed"]
+    [row] = _recorded(gold["settings"], run["run_id"])
+    assert (row["check_name"], row["asset_key"], row["partition_key"]) == (
+        BAD_CHECK,
+        "gold/fct_ohlcv_5m",
+        TRADES_DAY.isoformat(),
+    )
+    assert (row["outcome"], row["severity"], row["blocking"]) == ("failed", "ERROR", True)
+    assert duplicate in row["failed_checks"] and bounds in row["failed_checks"]
+    soda = {c["name"]: c for c in json.loads(row["metric_values"])["checks"]}
+    assert soda[duplicate]["outcome"] == soda[bounds]["outcome"] == "fail"
+    assert soda[bounds]["value"] == 1
+    day_bars = [r for r in gold["tables"]["fct_ohlcv_5m"] if r["open_time"].date() == TRADES_DAY]
+    assert row["row_count"] == len(day_bars) + len(gold["extra"]["fct_ohlcv_5m"]) + 1
+
+
+def test_a_minute_with_more_trades_than_its_ids_span_is_not_complete(gold) -> None:
+    first, second = sorted(gold["extra"]["fct_completeness_1m"], key=lambda r: r["minute"])
+    assert (first["complete"], first["status"], first["agg_trades_missing"]) == (True, "complete", 0)
+    # ids 1005..1006 after the previous bar's 1004: two expected, three held (the late id 1002); raw ids alike
+    assert (second["agg_trades_expected"], second["agg_trades_observed"], second["agg_trades_missing"]) == (2, 3, -1)
+    assert (second["raw_trades_expected"], second["raw_trades_observed"], second["raw_trades_missing"]) == (2, 3, -1)
+    assert (second["complete"], second["status"]) == (False, "extra_trades")
+    bars = {r["open_time"]: r for r in gold["extra"]["fct_ohlcv_1m"]}
+    assert [(bars[m]["complete"], bars[m]["completeness_status"]) for m in EXTRA_MINUTES] == [
+        (True, "complete"),
+        (False, "extra_trades"),
+    ]
+    [hour] = gold["extra"]["fct_ohlcv_1h"]
+    assert (hour["minute_count"], hour["incomplete_minutes"], hour["complete"]) == (2, 1, False)

@@ -350,6 +350,7 @@ def test_every_gold_table_has_a_freshness_policy_and_a_blocking_soda_check(setti
     gold = [key for key in graph.get_all_asset_keys() if key.path[0] == "gold"]
     assert gold and all(graph.get(key).freshness_policy is not None for key in gold)
     checks = {key.asset_key: key.name for key in graph.asset_check_keys if key.name.startswith("soda_gold_")}
+    assert sorted(s.asset_key.to_user_string() for s in GOLD_CHECK_SPECS) == sorted(k.to_user_string() for k in gold)
     for spec in GOLD_CHECK_SPECS:
         assert checks[spec.asset_key] == spec.check_name and spec.soda_file.is_file()
         assert graph.get_check_spec(dg.AssetCheckKey(spec.asset_key, spec.check_name)).blocking
