@@ -25,7 +25,7 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 import requests
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, GreaterThanOrEqual, LessThan, Or
 
 from cryptolake.klines import parse_kline
 from cryptolake.lakehouse.writes import replace_rows
@@ -228,25 +228,43 @@ def read_kline_archive(archive: Archive, content: bytes, fetched_at: datetime) -
     return rows
 
 
-def write_klines(catalog: Catalog, archive: Archive, rows: list[dict[str, object]],
-                 snapshot_properties: Mapping[str, str] | None = None) -> int:  # fmt: skip
-    """Replace the archive rows of the file's market, symbol and interval in the period it covers by ``rows`` (so
-    a bar a replaced file no longer holds is removed too); ``snapshot_properties`` go into the commit's summary."""
-    table = catalog.load_table(BRONZE_BINANCE_KLINES.identifier)
-    frame = pa.Table.from_pylist(rows, schema=table.schema().as_arrow())
+def _period_filter(archive: Archive) -> BooleanExpression:
+    """The archive rows of the file's market, symbol and interval in the period it covers."""
     start, end = archive.period_window()
-    window = And(
+    return And(
         And(EqualTo("source", "archive"), EqualTo("market", archive.market)),
         And(
             And(EqualTo("symbol", archive.symbol), EqualTo("interval", archive.interval)),
-            And(
-                GreaterThanOrEqual("open_time", start.isoformat()),
-                LessThan("open_time", end.isoformat()),
-            ),
+            And(GreaterThanOrEqual("open_time", start.isoformat()), LessThan("open_time", end.isoformat())),
         ),
     )
-    replace_rows(table, frame, window, {**(snapshot_properties or {}), "cryptolake.archive-file": archive.name})
+
+
+def _any_of(filters: Sequence[BooleanExpression]) -> BooleanExpression:
+    """``Or`` of ``filters`` as a balanced tree (pyiceberg's visitors recurse: a chain of 300 would be deep)."""
+    if len(filters) == 1:
+        return filters[0]
+    middle = len(filters) // 2
+    return Or(_any_of(filters[:middle]), _any_of(filters[middle:]))
+
+
+def write_kline_files(catalog: Catalog, files: Sequence[tuple[Archive, list[dict[str, object]]]],
+                      snapshot_properties: Mapping[str, str] | None = None) -> int:  # fmt: skip
+    """Replace, in one commit, the archive rows of each file's market, symbol and interval in the period it covers
+    by the file's rows (so a bar a replaced file no longer holds is removed too); the rows written."""
+    table = catalog.load_table(BRONZE_BINANCE_KLINES.identifier)
+    frame = pa.Table.from_pylist([row for _, rows in files for row in rows], schema=table.schema().as_arrow())
+    names = [archive.name for archive, _ in files]
+    label = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)} files)"
+    where = _any_of([_period_filter(archive) for archive, _ in files])
+    replace_rows(table, frame, where, {**(snapshot_properties or {}), "cryptolake.archive-file": label})
     return frame.num_rows
+
+
+def write_klines(catalog: Catalog, archive: Archive, rows: list[dict[str, object]],
+                 snapshot_properties: Mapping[str, str] | None = None) -> int:  # fmt: skip
+    """Replace the archive rows of one file's market, symbol, interval and period by ``rows`` (one commit)."""
+    return write_kline_files(catalog, [(archive, rows)], snapshot_properties)
 
 
 def import_kline_archive(catalog: Catalog, archive: Archive,
@@ -255,6 +273,44 @@ def import_kline_archive(catalog: Catalog, archive: Archive,
     content, checked = verified_bytes(archive)
     rows = read_kline_archive(archive, content, datetime.now(UTC))
     return write_klines(catalog, archive, rows, snapshot_properties), checked
+
+
+class KlineImport:
+    """Kline files verified and read one by one, written together: one commit per ``max_rows`` rows read (a
+    commit per file, five years of monthly files being 60 per series, grows the table's metadata with each and
+    makes every later commit slower). Call :meth:`flush` after the last file."""
+
+    def __init__(self, catalog: Catalog, *, max_rows: int = 500_000,
+                 snapshot_properties: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        self._catalog = catalog
+        self._max_rows = max_rows
+        self._properties = snapshot_properties
+        self._pending: list[tuple[Archive, list[dict[str, object]]]] = []
+        self._rows = 0
+
+    def add(self, archive: Archive) -> tuple[int, bool]:
+        """Verify and read one file (ArchiveError when it is refused); (its rows, whether a checksum was checked).
+        Writes what is pending once it reaches ``max_rows``."""
+        content, checked = verified_bytes(archive)
+        rows = read_kline_archive(archive, content, datetime.now(UTC))
+        self._pending.append((archive, rows))
+        self._rows += len(rows)
+        if self._rows >= self._max_rows:
+            self.flush()
+        return len(rows), checked
+
+    @property
+    def pending_files(self) -> int:
+        """Files read and not written yet."""
+        return len(self._pending)
+
+    def flush(self) -> tuple[int, int]:
+        """Write the files read since the last flush in one commit; (files, rows) written."""
+        if not self._pending:
+            return 0, 0
+        files, pending = len(self._pending), self._pending
+        self._pending, self._rows = [], 0
+        return files, write_kline_files(self._catalog, pending, self._properties)
 
 
 def archive_exists(location: str, *, timeout_s: float = 60.0) -> bool:

@@ -114,6 +114,7 @@ def test_archives_import_exactly_refuse_a_bad_checksum_and_converge(tmp_path: Pa
     assert first.returncode == 1, first.stdout + first.stderr  # one file refused, the others imported
     assert "ETHUSDT-1d-2024-02.zip: not imported: ETHUSDT-1d-2024-02.zip: SHA-256" in first.stderr
     assert "3 of 4 files imported, 1 refused" in first.stdout
+    assert "import archive: 86 klines of 3 files written to bronze.binance_klines" in first.stdout  # one commit
     expected = {
         **_expected("spot", "BTCUSDT", "1d", spot),
         **_expected("usdm_futures", "BTCUSDT", "1d", futures),
