@@ -7,6 +7,8 @@ number the routes return is recomputed here from what was planted.
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import subprocess
 import sys
@@ -111,6 +113,23 @@ def test_bars_are_exact_sorted_and_half_open(seeded_api: ApiServer) -> None:
             assert bar[column] == exact(row[column], column)
     [served] = body["served_from"]
     assert served["table"] == GOLD_OHLCV_1M and isinstance(served["snapshot_id"], int)
+
+
+def test_a_client_that_accepts_gzip_gets_the_same_bars_compressed(seeded_api: ApiServer) -> None:
+    t0 = fixed_start(seeded_api)
+    window = {"start": iso(t0), "end": iso(t0 + timedelta(days=1))}
+    path = "/api/v1/bars/BTCUSDT"
+    plain = get(seeded_api, path, headers={"Accept-Encoding": "identity"}, **window)
+    packed = requests.get(f"{seeded_api.base_url}{path}", params=window, timeout=TIMEOUT, stream=True,
+                          headers={"Accept-Encoding": "br;q=1.0, gzip;q=0.8"})  # fmt: skip
+    raw = packed.raw.read(decode_content=False)
+    refused = get(seeded_api, path, headers={"Accept-Encoding": "gzip;q=0"}, **window)
+    assert plain.status_code == packed.status_code == refused.status_code == 200
+    assert "Content-Encoding" not in plain.headers and "Content-Encoding" not in refused.headers
+    assert packed.headers["Content-Encoding"] == "gzip" and packed.headers["Vary"] == "Accept-Encoding"
+    assert len(raw) < len(plain.content) / 3  # a day of bars compresses well
+    assert json.loads(gzip.decompress(raw)) == plain.json() == refused.json()
+    assert plain.json()["count"] > 1
 
 
 def test_zero_and_tiny_decimals_are_plain_strings(seeded_api: ApiServer) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Final
 
 import pyarrow as pa
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from cryptolake.contract import Market
 from cryptolake.tables import (
@@ -24,6 +24,7 @@ from serving.api.encode import encode_rows_json, with_data
 from serving.api.errors import DATA_ERRORS, ApiError
 from serving.api.lake import Lake, View
 from serving.api.params import AsOfQuery, EndQuery, StartQuery, parse_as_of, utc_range
+from serving.api.responses import cached_json
 from serving.api.schemas import BAR_COLUMNS, BarsPublic, Interval, SymbolsPublic, kinds
 
 DEFAULT_WINDOW: Final = timedelta(hours=24)
@@ -31,7 +32,6 @@ DEFAULT_LIMIT: Final = 5_000
 MAX_LIMIT: Final = 100_000
 SYMBOL_PATTERN: Final = r"^[A-Za-z0-9_-]{1,40}$"
 BAR_KINDS: Final = kinds(BAR_COLUMNS)
-JSON: Final = "application/json"
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ def bar_rows(
 
 @router.get("/bars/{symbol}", response_model=BarsPublic, responses=DATA_ERRORS, summary="OHLCV bars of a symbol (Gold)")
 def get_bars(
+    request: Request,
     symbol: SymbolPath,
     lake: LakeDep,
     interval: Annotated[Interval, Query(description="Bar length: 1m, 5m, 15m, 1h, 4h or 1d (gold.fct_ohlcv_*)")] = "1m",
@@ -120,7 +121,8 @@ def get_bars(
     as_of: AsOfQuery = None,
 ) -> Response:
     """Bars with bar start in [start, end), oldest first, each with its completeness (`complete`,
-    `incomplete_minutes`). Prices and volumes are exact decimal strings. `served_from` names the snapshot read."""
+    `incomplete_minutes`). Prices and volumes are exact decimal strings. `served_from` names the snapshot read.
+    Compressed (`Content-Encoding: gzip`) when the request accepts gzip."""
     start_utc, end_utc = utc_range(start, end, DEFAULT_WINDOW)
     point = parse_as_of(as_of)
     symbol = symbol.upper()
@@ -137,7 +139,7 @@ def get_bars(
             "count": table.num_rows, "served_from": served(data_view), "notice": notice(data_view),
         }, encode_rows_json(table, BAR_KINDS))  # fmt: skip
 
-    return Response(lake.cached_response(key, build), media_type=JSON)
+    return cached_json(request, lake, key, build)
 
 
 @router.get("/symbols", response_model=SymbolsPublic, responses=DATA_ERRORS, summary="Symbols with 1-minute bars")

@@ -16,7 +16,8 @@ from serving.api.encode import dumps, encode_rows
 from serving.api.errors import DATA_ERRORS, ApiError
 from serving.api.lake import Lake
 from serving.api.params import AsOfQuery, EndDayQuery, StartDayQuery, day_range, parse_as_of
-from serving.api.routers.bars import JSON, SYMBOL_PATTERN, known_symbol, notice, served
+from serving.api.responses import JSON
+from serving.api.routers.bars import SYMBOL_PATTERN, known_symbol, notice, served
 from serving.api.schemas import (
     FEAR_GREED_COLUMNS,
     FUTURES_DAILY_COLUMNS,

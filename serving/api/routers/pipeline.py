@@ -41,7 +41,8 @@ from serving.api.encode import dumps
 from serving.api.errors import DATA_ERRORS, invalid_parameter
 from serving.api.lake import Lake, TableMissingError, View, from_micros
 from serving.api.params import StrictTime
-from serving.api.routers.bars import JSON, notice, served
+from serving.api.responses import JSON
+from serving.api.routers.bars import notice, served
 from serving.api.schemas import AlertsPublic, FreshnessPublic
 
 ASSET_RUN_FIELDS: Final = ("asset_key", "run_id", "job_name", "run_status", "partition_key", "partitions",

@@ -17,7 +17,8 @@ from serving.api.deps import LakeDep
 from serving.api.encode import dumps, encode_rows
 from serving.api.errors import DATA_ERRORS, invalid_parameter
 from serving.api.params import EndDayQuery, StartDayQuery, StrictTime, day_range
-from serving.api.routers.bars import JSON, SYMBOL_PATTERN, known_symbol, notice, served
+from serving.api.responses import JSON
+from serving.api.routers.bars import SYMBOL_PATTERN, known_symbol, notice, served
 from serving.api.routers.market import FIRST_DAY, LAST_DAY, _midnight
 from serving.api.schemas import CHECK_COLUMNS, COMPLETENESS_COLUMNS, CheckResultsPublic, CompletenessPublic, kinds
 
