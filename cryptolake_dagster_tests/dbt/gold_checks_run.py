@@ -8,8 +8,8 @@ points at the tests' shared lakehouse).
 2. a bad bar planted in gold.fct_ohlcv_5m on BAD_DAY (a copy of a bar with high and low swapped: a duplicate key
    and high < low), the day's Soda check of that table run alone, and the bad bar deleted again.
 
-OUT receives what the runs did (JSON): their ids, success, materializations and check evaluations, and the checks
-every Gold asset has in the definitions.
+OUT receives what the runs did (JSON): their ids, success, step durations, materializations and check evaluations,
+and the checks every Gold asset has in the definitions.
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ def _summary(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
         f"{event.step_key}: {event.step_failure_data.error.message if event.step_failure_data.error else '?'}"
         for event in result.get_step_failure_events()
     ]
+    durations = {
+        event.step_key: round(event.event_specific_data.duration_ms / 1000, 1)
+        for event in result.all_events
+        if event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
+        and getattr(event.event_specific_data, "duration_ms", None) is not None
+    }
     return {
         "run_id": result.run_id,
         "success": result.success,
         "step_failures": failures,
+        "step_seconds": durations,
         "materialized": sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}),
         "evaluations": [
             {
