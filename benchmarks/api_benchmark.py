@@ -8,7 +8,8 @@ committed tree's ``serving/``, ``--baseline-ref``) beside this tree's, after 1 a
 2. For each lake serves the baseline (``git archive`` of ``serving/`` at the ref, in a subprocess) and this tree's
    API (subprocess), each under uvicorn with its defaults, and drives ``GET /api/v1/bars/BTCUSDT`` for the day with
    ``wrk`` (``--connections`` clients, 2 threads, ``--seconds`` each): the same request (``same``), and for this
-   tree also requests that differ in ``limit`` (``varied``: no two answers share the response cache, each is cut
+   tree the same request from clients that accept gzip (``same, gzip``: what browsers, requests, httpx and pandas
+   send) and requests that differ in ``limit`` (``varied``: no two answers share the response cache, each is cut
    from the cached day). Latency percentiles and requests/s come from wrk; time-outs (2 s) and errors are counted.
 3. Freshness: appends a commit of new bars to the 288-commit lake while this tree's API runs and polls every 50 ms
    until the answer has them (``--freshness-runs`` times): seconds from the commit's end to visibility.
@@ -186,6 +187,7 @@ def day_path(symbol: str = "BTCUSDT") -> str:
     return f"/api/v1/bars/{symbol}?start={DAY:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"
 
 
+GZIP = "Accept-Encoding: gzip"
 VARIED_LUA = """
 counter = 0
 request = function()
@@ -200,8 +202,12 @@ def _ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict[str, Any]:
+def run_wrk(
+    url: str, connections: int, seconds: int, script: Path | None = None, headers: tuple[str, ...] = ()
+) -> dict[str, Any]:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "2s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
     if script is not None:
         command += ["-s", str(script)]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
@@ -278,8 +284,9 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], fresh: list[flo
         f"~0.9 MB of JSON) with `wrk -t2 -c{args.connections} -d{args.seconds}s --timeout 2s` on the same 2 cores as "
         f"the server (one uvicorn process each); load average {load[0]} before, {load[1]} after. *Baseline*: "
         f"`serving/` of `{args.baseline_ref}` (re-plans a pyiceberg scan of silver.ohlcv_1m per request). *Same*: "
-        "one URL; *varied*: every request a different URL (no shared response cache entry; each answer is cut from "
-        "the cached day and encoded).", "",
+        "one URL; *same, gzip*: that URL from clients sending `Accept-Encoding: gzip` (browsers, requests, httpx and "
+        "pandas do; the answer is compressed once per cache entry); *varied*: every request a different URL (no "
+        "shared response cache entry; each answer is cut from the cached day and encoded).", "",
         "| Implementation | Commits | Requests | one request (ms) | req/s | p50 (ms) | p90 (ms) | p99 (ms) | "
         "time-outs | errors | Target met? |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
@@ -338,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
                     assert body["count"] == 1440, body.get("count")
                     assert ("served_from" in body) == (name == "this tree"), f"{name} runs the wrong serving/"
                     one = one_request_ms(url)
-                    modes = [("same", None)] + ([("varied", script)] if name == "this tree" else [])
-                    for mode, lua in modes:
+                    modes: list[tuple[str, Path | None, tuple[str, ...]]] = [("same", None, ())]
+                    if name == "this tree":
+                        modes += [("same, gzip", None, (GZIP,)), ("varied", script, ())]
+                    for mode, lua, headers in modes:
                         log(f"{name}, {commits} commits, {mode}: wrk {args.seconds}s")
                         target = url if lua is None else server.url + day_path()
-                        result = run_wrk(target, args.connections, args.seconds, lua)
+                        result = run_wrk(target, args.connections, args.seconds, lua, headers)
                         rows.append({"impl": name, "commits": commits, "mode": mode, "one_ms": one, **result})
                         log(f"  {result}")
                     if name == "this tree" and commits == max(args.commits) and args.freshness_runs:

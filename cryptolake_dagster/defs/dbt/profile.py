@@ -36,6 +36,11 @@ def default_profiles_dir(settings: Settings) -> Path:
     return settings.state_dir.resolve() / "dbt"
 
 
+def dbt_target_path(settings: Settings) -> Path:
+    """dbt's target directory (manifest, run results, each dagster-dbt invocation's own folder): ``<state>/dbt/target``."""
+    return default_profiles_dir(settings) / "target"
+
+
 def _jinja_literal(value: str) -> str:
     """dbt renders profiles.yml with Jinja: keep values containing Jinja delimiters (e.g. a password) literal."""
     if any(token in value for token in ("{{", "{%", "{#")):
@@ -121,11 +126,13 @@ def _spark_conf_dir(settings: Settings) -> Path:
 
 def dbt_cli_env(settings: Settings) -> dict[str, str]:
     """The dbt-specific part of :func:`dbt_env`, without preparing Spark: writes the profile, keeps dbt's log file
-    in the state directory instead of the source tree, and points ``SPARK_CONF_DIR`` at a quiet log4j2
-    configuration for dbt's Spark JVM (unless ``SPARK_CONF_DIR`` is already set)."""
+    and target directories in the state directory instead of the source tree (dagster-dbt puts each invocation's
+    target directory under ``DBT_TARGET_PATH``), and points ``SPARK_CONF_DIR`` at a quiet log4j2 configuration for
+    dbt's Spark JVM (unless ``SPARK_CONF_DIR`` is already set)."""
     env = {
         "DBT_PROFILES_DIR": str(write_dbt_profile(settings)),
         "DBT_LOG_PATH": str(default_profiles_dir(settings) / "logs"),
+        "DBT_TARGET_PATH": str(dbt_target_path(settings)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     if "SPARK_CONF_DIR" not in os.environ:  # a cluster's own Spark configuration directory wins

@@ -16,7 +16,7 @@ from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
 from cryptolake.lakehouse.spark import prepare_spark_environment
 from cryptolake.settings import Settings
-from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, dbt_cli_env, write_dbt_profile
+from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, dbt_cli_env, dbt_target_path, write_dbt_profile
 from cryptolake_dagster.resources import LakehouseConfig
 
 
@@ -26,7 +26,7 @@ def dbt_project(settings: Settings) -> DbtProject:
     project = DbtProject(
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=write_dbt_profile(settings),
-        target_path=settings.state_dir.resolve() / "dbt" / "target",
+        target_path=dbt_target_path(settings),
     )
     if _manifest_is_stale(project):
         _parse(project)
