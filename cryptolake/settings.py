@@ -209,6 +209,13 @@ class Settings(BaseSettings):
     api_cache_entries: int = Field(
         256, ge=8, description="Loaded table parts (a small table, or one day of 1m/5m bars) the API keeps in memory."
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes of the API. Each keeps its own snapshot cache (memory times N); "
+        "one per core roughly doubles the requests per second on 2 cores (docs/benchmarks.md).",
+    )
     # --- Pipeline status and alerts (/api/v1/pipeline/*, the alerts domain's sensors) --------------------------
     stale_after_s: float = Field(
         1800.0,

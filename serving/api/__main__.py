@@ -20,6 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default=settings.api_host, help=f"bind host (default {settings.api_host})")
     parser.add_argument("--port", type=int, default=settings.api_port, help=f"port (default {settings.api_port})")
+    parser.add_argument(
+        "--workers", type=int, default=settings.api_workers,
+        help=f"worker processes, each with its own cache (default {settings.api_workers}: CRYPTOLAKE_API_WORKERS)",
+    )  # fmt: skip
     return parser
 
 
@@ -28,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("serving.api")
-    log.info("api_starting", host=args.host, port=args.port, catalog=settings.resolved_catalog_uri)
-    uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_config=None, log_level=settings.log_level.lower()
+    log.info(
+        "api_starting", host=args.host, port=args.port, workers=args.workers, catalog=settings.resolved_catalog_uri
     )
+    options = {"host": args.host, "port": args.port, "log_config": None, "log_level": settings.log_level.lower()}
+    if args.workers > 1:  # worker processes import the app themselves; their settings come from the environment
+        uvicorn.run("serving.api.main:create_served_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(create_app(settings, freeze_gc=True), **options)
     return 0
 
 
