@@ -39,6 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 import requests
+from docs_section import write_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -270,21 +271,6 @@ def freshness(server: Server, settings: Any, runs: int) -> list[float]:
 # --- report --------------------------------------------------------------------------------------------------------
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) the '## Serving API' section of ``path``; other sections stay as they are."""
-    heading = f"## {SECTION_TITLE}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = [*lines[:start], *body.rstrip("\n").splitlines(), *([""] if end < len(lines) else []), *lines[end:]]
-        text = "\n".join(new) + "\n"
-    path.write_text(text)
-
-
 def render(args: argparse.Namespace, rows: list[dict[str, Any]], fresh: list[float], load: tuple[str, str]) -> str:
     lines = [
         f"## {SECTION_TITLE}", "",
@@ -380,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     body = render(args, rows, fresh, (load_before, load_after))
     print(body)
     if not args.no_docs:
-        write_section(args.docs, body)
+        write_section(args.docs, SECTION_TITLE, body)
         log(f"wrote section '{SECTION_TITLE}' of {args.docs}")
     ours = [r for r in rows if r["impl"].startswith("this tree")]
     return 0 if all(r["p99"] <= TARGET_P99_MS and r["rps"] >= TARGET_RPS for r in ours) else 1

@@ -35,6 +35,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from docs_section import write_section
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION_TITLE = "History backfill (ranged runs)"
@@ -288,7 +290,7 @@ def run(args: argparse.Namespace, work: Path, state_dir: Path) -> int:
     print()
     print(render_summary(figures))
     if not args.no_docs:
-        write_section(args.docs, render_section(figures))
+        write_section(args.docs, SECTION_TITLE, render_section(figures))
         log(f"wrote section '{SECTION_TITLE}' of {args.docs}")
     return 0 if ok else 1
 
@@ -382,22 +384,6 @@ Gold rows after the build: {rows}.
 * The per-day figure is measured on a warm Spark session (favouring it) and multiplied by the number of days.
 * The import reads and verifies each file, then writes them in one pyiceberg commit per 500,000 klines ({f["import_s"] / f["files"]:.2f} s a file here).
 """
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this benchmark's section of ``path``; other sections stay as they are."""
-    heading = f"## {SECTION_TITLE}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = [*lines[:start], *body.rstrip("\n").splitlines(), *([""] if end < len(lines) else []), *lines[end:]]
-        text = "\n".join(new) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from docs_section import write_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
@@ -272,22 +273,6 @@ def compare(spark_rows: list[dict[str, Any]], duck_rows: list[dict[str, Any]]) -
     return len(spark_bars.keys() & duck_bars.keys()), problems
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) the '## Silver OHLCV build' section of ``path``; other sections stay as they are."""
-    heading = f"## {SECTION_TITLE}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = [*lines[:start], *body.rstrip("\n").splitlines(), *([""] if end < len(lines) else []), *lines[end:]]
-        text = "\n".join(new) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     temporary = args.state_dir is None
@@ -401,7 +386,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         body = render_section(
             args, settings, spark_runs, duck, sizes, compared, agree, load_before, verdicts, breakdown
         )
-        write_section(args.docs, body)
+        write_section(args.docs, SECTION_TITLE, body)
         log(f"wrote section '{SECTION_TITLE}' of {args.docs}")
     return 0 if agree else 1
 
