@@ -279,7 +279,7 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], fresh: list[flo
         f"{args.symbols} symbols ({args.symbols * 1440:,} rows); `GET /api/v1/bars/BTCUSDT` for the day (1,440 bars, "
         f"~0.9 MB of JSON) with `wrk -t2 -c{args.connections} -d{args.seconds}s --timeout 2s` on the same 2 cores as "
         f"the server (the baseline in one uvicorn process; this tree with 1 and with 2 worker processes, "
-        "`CRYPTOLAKE_API_WORKERS`); load average {load[0]} before, {load[1]} after. *Baseline*: "
+        f"`CRYPTOLAKE_API_WORKERS`); load average {load[0]} before, {load[1]} after. *Baseline*: "
         f"`serving/` of `{args.baseline_ref}` (re-plans a pyiceberg scan of silver.ohlcv_1m per request). *Same*: "
         "one URL; *same, gzip*: that URL from clients sending `Accept-Encoding: gzip` (browsers, requests, httpx and "
         "pandas do; the answer is compressed once per cache entry); *varied*: every request a different URL (no "

@@ -7,11 +7,13 @@ number the routes return is recomputed here from what was planted.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -269,6 +271,72 @@ def test_new_commits_are_served_within_5_s(
     while get(server, "/api/v1/bars/BTCUSDT", **window).json()["count"] != 3:
         assert time.monotonic() - committed < 5, "a new commit was not served within 5 s"
         time.sleep(0.1)
+
+
+def test_cached_answers_are_served_on_the_event_loop_and_misses_on_a_thread(seeded_api: ApiServer) -> None:
+    from serving.api.lake import Lake
+
+    lake = Lake(lambda: get_catalog(seeded_api.settings), poll_interval_s=60)
+    ran_on: list[int] = []
+
+    def answer() -> int:
+        ran_on.append(threading.get_ident())
+        _, parts = lake.load(GOLD_OHLCV_1M, keys=("symbol", "market"), time_column="open_time")
+        return sum(part.num_rows for part in parts.data.values())
+
+    async def three_answers() -> tuple[int, list[int]]:
+        counts = [await lake.serve(answer), await lake.serve(answer)]
+        lake.refresh()  # the table's snapshot must be looked up again: catalog I/O, not done on the loop
+        counts.append(await lake.serve(answer))
+        return threading.get_ident(), counts
+
+    loop, counts = asyncio.run(three_answers())
+    assert counts[0] == counts[1] == counts[2] > 0
+    # miss: tried on the loop, stopped before any I/O, answered on a worker; hit: on the loop alone; stale: a worker
+    assert ran_on[0] == loop and ran_on[1] != loop
+    assert ran_on[2] == loop
+    assert ran_on[3] == loop and ran_on[4] != loop and len(ran_on) == 5
+    assert lake.load_count == 1
+
+
+def test_a_stale_table_is_served_as_last_seen_while_a_thread_looks_it_up(
+    make_settings: Callable[[Path], Settings], tmp_path: Path
+) -> None:
+    from conftest import GOLD_1M_SCHEMA, gold_bar, seed_gold_1m, silver_bar
+
+    from serving.api.lake import Lake
+
+    settings = make_settings(tmp_path / "state")
+    catalog = bootstrap_lakehouse(settings)
+    seed_gold_1m(catalog, datetime.now(UTC))
+    now = [0.0]
+    lake = Lake(lambda: get_catalog(settings), poll_interval_s=1.0, clock=lambda: now[0])
+    ran_on: list[int] = []
+
+    def snapshot() -> int | None:
+        ran_on.append(threading.get_ident())
+        return lake.view(GOLD_OHLCV_1M).snapshot_id
+
+    async def serve() -> tuple[int | None, bool]:
+        ran_on.clear()
+        return await lake.serve(snapshot), ran_on == [threading.get_ident()]  # answered on the loop alone?
+
+    async def scenario() -> None:
+        first, on_loop = await serve()
+        assert not on_loop  # nothing looked up yet: a worker thread asks the catalog
+        rows = [gold_bar(silver_bar("BTCUSDT", datetime(2024, 7, 1, tzinfo=UTC), 0), "open_time")]
+        catalog.load_table(GOLD_OHLCV_1M).append(pa.Table.from_pylist(rows, schema=GOLD_1M_SCHEMA))
+        now[0] = 1.5  # stale, within two poll intervals: the last snapshot, at once, and a look-up on a thread
+        assert await serve() == (first, True)
+        deadline = time.monotonic() + 10
+        while (answer := await serve())[0] == first:
+            assert time.monotonic() < deadline, "the revalidation never brought the new snapshot"
+            await asyncio.sleep(0.02)
+        assert answer[1] and answer[0] != first
+        now[0] = 10.0  # idle for long: the first request waits for the catalog rather than serve old metadata
+        assert (await serve())[1] is False
+
+    asyncio.run(scenario())
 
 
 def test_api_key(serve: Callable[[Settings], ApiServer], seeded_api: ApiServer) -> None:

@@ -45,15 +45,15 @@ class CatalogProvider:
             return self._catalog
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_catalog_provider(request: Request) -> CatalogProvider:
+async def get_catalog_provider(request: Request) -> CatalogProvider:
     return request.app.state.catalog_provider
 
 
-def get_lake(request: Request) -> Lake:
+async def get_lake(request: Request) -> Lake:
     return request.app.state.lake
 
 
@@ -66,7 +66,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_header)]) -> None:
+async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_header)]) -> None:
     expected = request.app.state.settings.api_key
     if expected is None:
         return

@@ -6,6 +6,9 @@ location; the table metadata is read again only when it changed). Data is loaded
 for the small ones (daily facts, dimensions, hourly and coarser bars), one UTC day at a time for the 1- and
 5-minute bars, each split by (symbol, market) and sorted by time so a request is a binary search and a slice.
 ``as_of`` (a snapshot id or a time) reads the table as it was then, through the same cache.
+
+Routes answer through :meth:`Lake.serve`: on the event loop when everything the answer reads is cached (a cached
+answer then costs no thread hand-off), on a worker thread when it needs the catalog, a load or an encoding.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import time
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import anyio.to_thread
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +40,15 @@ from cryptolake.utc import as_utc
 log = get_logger(__name__)
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
+# True while an answer is attempted on the event loop: a read that needs the catalog or the warehouse raises
+# WouldBlockError instead of blocking the loop (see Lake.serve).
+_ON_LOOP: ContextVar[bool] = ContextVar("lake_on_loop", default=False)
+
+
+class WouldBlockError(Exception):
+    """An answer attempted on the event loop needs I/O (a catalog look-up, a load, an encoding): it is retried on a
+    worker thread."""
 
 
 class TableMissingError(LookupError):
@@ -80,6 +94,7 @@ class _TableState:
     checked_at: float = -1e18  # monotonic time of the last catalog look-up
     metadata_location: str | None = None
     table: IcebergTable | None = None
+    revalidating: bool = False  # a thread is looking the table up again (see Lake.table)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -158,6 +173,8 @@ class LruCache:
         value = self.get(key)
         if value is not None:
             return value
+        if _ON_LOOP.get():
+            raise WouldBlockError(key)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
@@ -221,15 +238,27 @@ class Lake:
             return self._states.setdefault(identifier, _TableState())
 
     def table(self, identifier: str) -> IcebergTable:
-        """The table's current metadata (cached; the catalog is asked at most every poll interval)."""
+        """The table's current metadata (cached; the catalog is asked at most every poll interval).
+
+        On the event loop (see :meth:`serve`) a table checked within the last two poll intervals is served as last
+        seen while one thread looks it up again (stale-while-revalidate): no request waits for the catalog, and a
+        new snapshot is still seen within about one poll interval."""
         state = self._state(identifier)
-        now = self._clock()
-        if now - state.checked_at < self._poll:
+        age = self._clock() - state.checked_at
+        if age < self._poll:
             if state.table is None:
                 raise TableMissingError(identifier)
             return state.table
+        if _ON_LOOP.get():
+            if state.table is None or age >= 2 * self._poll:
+                raise WouldBlockError(identifier)
+            self._revalidate(identifier, state)
+            return state.table
+        return self._look_up(identifier, state)
+
+    def _look_up(self, identifier: str, state: _TableState) -> IcebergTable:
         with state.lock:
-            if now - state.checked_at < self._poll:  # another thread refreshed it meanwhile
+            if self._clock() - state.checked_at < self._poll:  # another thread refreshed it meanwhile
                 if state.table is None:
                     raise TableMissingError(identifier)
                 return state.table
@@ -248,6 +277,25 @@ class Lake:
             if state.table is None:
                 raise TableMissingError(identifier)
             return state.table
+
+    def _revalidate(self, identifier: str, state: _TableState) -> None:
+        """Look the table up again on a thread of its own (one at a time per table)."""
+        with self._states_lock:
+            if state.revalidating:
+                return
+            state.revalidating = True
+
+        def look_up() -> None:
+            try:
+                self._look_up(identifier, state)
+            except TableMissingError:
+                pass
+            except Exception as exc:  # the catalog is down: requests keep the last metadata, the next one retries
+                log.warning("lake_revalidate_failed", table=identifier, error=str(exc))
+            finally:
+                state.revalidating = False
+
+        threading.Thread(target=look_up, name="lake-revalidate", daemon=True).start()
 
     @staticmethod
     def _load_table(catalog: Catalog, identifier: str) -> IcebergTable | None:
@@ -410,6 +458,19 @@ class Lake:
 
     def cached_response(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
         return self.responses.get_or_load(key, build)
+
+    async def serve(self, answer: Callable[[], T]) -> T:
+        """``answer()`` on the event loop when everything it reads is cached and current (no thread hand-off: a
+        cached answer costs microseconds), else on a worker thread. ``answer`` must only read (it may be started
+        on the loop, stopped by WouldBlockError, and run again on a thread)."""
+        token = _ON_LOOP.set(True)
+        try:
+            return answer()
+        except WouldBlockError:
+            pass
+        finally:
+            _ON_LOOP.reset(token)
+        return await anyio.to_thread.run_sync(answer)
 
 
 @dataclass(frozen=True)

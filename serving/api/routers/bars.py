@@ -109,7 +109,7 @@ def bar_rows(
 
 
 @router.get("/bars/{symbol}", response_model=BarsPublic, responses=DATA_ERRORS, summary="OHLCV bars of a symbol (Gold)")
-def get_bars(
+async def get_bars(
     request: Request,
     symbol: SymbolPath,
     lake: LakeDep,
@@ -125,7 +125,14 @@ def get_bars(
     Compressed (`Content-Encoding: gzip`) when the request accepts gzip."""
     start_utc, end_utc = utc_range(start, end, DEFAULT_WINDOW)
     point = parse_as_of(as_of)
-    symbol = symbol.upper()
+    return await lake.serve(lambda: bars_answer(request, lake, symbol.upper(), interval, market, start_utc, end_utc,
+                                                limit, point))  # fmt: skip
+
+
+def bars_answer(
+    request: Request, lake: Lake, symbol: str, interval: str, market: str, start_utc: datetime, end_utc: datetime,
+    limit: int, point: int | datetime | None,
+) -> Response:  # fmt: skip
     known_symbol(lake, symbol, market)
     spec = BAR_TABLES[interval]
     view = lake.view(spec.identifier, point)

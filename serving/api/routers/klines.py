@@ -79,7 +79,7 @@ def _klines(
 
 
 @router.get("/api/v3/klines", responses=KLINE_RESPONSES, summary="Spot klines in Binance's format")
-def spot_klines(
+async def spot_klines(
     lake: LakeDep,
     symbol: Annotated[str, Query(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT", examples=["BTCUSDT"])],
     interval: Annotated[Interval, Query(description="1m, 5m, 15m, 1h, 4h or 1d")],
@@ -88,11 +88,12 @@ def spot_klines(
     limit: Annotated[int, Query(ge=1, le=1000, description="Default 500; max 1000")] = 500,
 ) -> Response:
     """Binance's `GET /api/v3/klines` over gold.fct_ohlcv_* (spot)."""
-    return Response(_klines(lake, symbol, interval, "spot", startTime, endTime, limit), media_type="application/json")
+    body = await lake.serve(lambda: _klines(lake, symbol, interval, "spot", startTime, endTime, limit))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/fapi/v1/klines", responses=KLINE_RESPONSES, summary="USD-M futures klines in Binance's format")
-def futures_klines(
+async def futures_klines(
     lake: LakeDep,
     symbol: Annotated[str, Query(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT", examples=["BTCUSDT"])],
     interval: Annotated[Interval, Query(description="1m, 5m, 15m, 1h, 4h or 1d")],
@@ -102,4 +103,5 @@ def futures_klines(
 ) -> Response:
     """Binance's `GET /fapi/v1/klines` over gold.fct_ohlcv_* (usdm_futures)."""
     market: Market = "usdm_futures"
-    return Response(_klines(lake, symbol, interval, market, startTime, endTime, limit), media_type="application/json")
+    body = await lake.serve(lambda: _klines(lake, symbol, interval, market, startTime, endTime, limit))
+    return Response(body, media_type="application/json")

@@ -79,42 +79,51 @@ def daily_response(
 
 @router.get("/market/daily/{coin}", response_model=MarketDailyListPublic, responses=DATA_ERRORS,
             summary="Daily market facts of a coin")  # fmt: skip
-def market_daily(
+async def market_daily(
     coin: CoinPath, lake: LakeDep, start: StartDayQuery = None, end: EndDayQuery = None, as_of: AsOfQuery = None
 ) -> Response:
     """gold.fct_market_daily for one coin, oldest first: price, market cap, returns, moving averages, volatility,
     Fear & Greed and the MA signal."""
-    known_coin(lake, coin)
-    body = daily_response(lake, GOLD_MARKET_DAILY, ("coin_id",), (coin,), MARKET_DAILY_COLUMNS, start, end, as_of,
-                          {"key": coin})  # fmt: skip
-    return Response(body, media_type=JSON)
+
+    def answer() -> bytes:
+        known_coin(lake, coin)
+        return daily_response(lake, GOLD_MARKET_DAILY, ("coin_id",), (coin,), MARKET_DAILY_COLUMNS, start, end,
+                              as_of, {"key": coin})  # fmt: skip
+
+    return Response(await lake.serve(answer), media_type=JSON)
 
 
 @router.get("/history/{coin}", response_model=HistoryPublic, responses=DATA_ERRORS,
             summary="The unified daily price series of a coin")  # fmt: skip
-def history(
+async def history(
     coin: CoinPath, lake: LakeDep, start: StartDayQuery = None, end: EndDayQuery = None, as_of: AsOfQuery = None
 ) -> Response:
     """gold.fct_price_daily for one coin since its first history day, with the `source` of each day (our trades >
     Binance klines > CSV > CoinGecko)."""
-    known_coin(lake, coin)
-    body = daily_response(lake, GOLD_PRICE_DAILY, ("coin_id",), (coin,), PRICE_DAILY_COLUMNS, start, end, as_of,
-                          {"key": coin})  # fmt: skip
-    return Response(body, media_type=JSON)
+
+    def answer() -> bytes:
+        known_coin(lake, coin)
+        return daily_response(lake, GOLD_PRICE_DAILY, ("coin_id",), (coin,), PRICE_DAILY_COLUMNS, start, end,
+                              as_of, {"key": coin})  # fmt: skip
+
+    return Response(await lake.serve(answer), media_type=JSON)
 
 
 @router.get("/futures/daily/{symbol}", response_model=FuturesDailyListPublic, responses=DATA_ERRORS,
             summary="Daily statistics of a USD-M futures symbol")  # fmt: skip
-def futures_daily(
+async def futures_daily(
     symbol: Annotated[str, Path(pattern=SYMBOL_PATTERN, description="Futures symbol, e.g. BTCUSDT", examples=["BTCUSDT"])],
     lake: LakeDep, start: StartDayQuery = None, end: EndDayQuery = None, as_of: AsOfQuery = None,
 ) -> Response:  # fmt: skip
     """gold.fct_futures_daily: OHLCV, taker imbalance and the spot-futures basis per day."""
     symbol = symbol.upper()
-    known_symbol(lake, symbol, "usdm_futures")
-    body = daily_response(lake, GOLD_FUTURES_DAILY, ("symbol",), (symbol,), FUTURES_DAILY_COLUMNS, start, end,
-                          as_of, {"key": symbol})  # fmt: skip
-    return Response(body, media_type=JSON)
+
+    def answer() -> bytes:
+        known_symbol(lake, symbol, "usdm_futures")
+        return daily_response(lake, GOLD_FUTURES_DAILY, ("symbol",), (symbol,), FUTURES_DAILY_COLUMNS, start, end,
+                              as_of, {"key": symbol})  # fmt: skip
+
+    return Response(await lake.serve(answer), media_type=JSON)
 
 
 def _latest_per_coin(table: pa.Table) -> pa.Table:
