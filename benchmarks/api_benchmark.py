@@ -311,7 +311,9 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], fresh: list[flo
                          f"{args.seconds} s run (one request alone took {r['one_ms'] / 1000:.1f} s).")  # fmt: skip
     lines += ["", "* Target: p99 ≤ 50 ms and ≥ 500 requests/s with 50 concurrent clients, after 1 and after 288 "
               "commits; the wrk client shares the 2 cores with the server. With 50 clients, a p99 of 50 ms needs well over "
-              "1,000 requests/s (Little's law: 50 / 1,000 = 50 ms on average), hence one worker per core."]  # fmt: skip
+              "1,000 requests/s (Little's law: 50 / 1,000 = 50 ms on average), hence one worker per core. The target is "
+              "the *same* rows (one symbol's day); *varied* shows the cost of an answer not cached yet (each one "
+              "cut from the cached day and encoded, about 5 ms of CPU)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

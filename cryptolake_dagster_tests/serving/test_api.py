@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from pydantic import SecretStr
 
 from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 from cryptolake.lakehouse.catalog import get_catalog
-from cryptolake.tables import GOLD_OHLCV_1H, GOLD_OHLCV_1M
+from cryptolake.tables import GOLD_DIM_SYMBOL, GOLD_OHLCV_1H, GOLD_OHLCV_1M
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -337,6 +338,56 @@ def test_a_stale_table_is_served_as_last_seen_while_a_thread_looks_it_up(
         assert (await serve())[1] is False
 
     asyncio.run(scenario())
+
+
+def kept_answers(server: ApiServer) -> float:
+    text = get(server, "/metrics").text
+    return float(re.search(r"^cryptolake_api_kept_answers_total (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+
+def test_answers_kept_by_url_follow_the_snapshots_and_the_key(
+    serve: Callable[[Settings], ApiServer], make_settings: Callable[[Path], Settings], tmp_path: Path
+) -> None:
+    from conftest import DIM_SYMBOL_SCHEMA, GOLD_1M_SCHEMA, gold_bar, seed_gold_1m, silver_bar
+
+    settings = make_settings(tmp_path / "state").model_copy(update={"api_key": SecretStr("k3y")})
+    catalog = bootstrap_lakehouse(settings)
+    seed_gold_1m(catalog, datetime.now(UTC))
+    server = serve(settings)
+    t0 = datetime(2024, 6, 1, tzinfo=UTC)
+    window = {"start": iso(t0), "end": iso(t0 + timedelta(hours=1))}
+    key, plain = {"X-API-Key": "k3y"}, {"X-API-Key": "k3y", "Accept-Encoding": "identity"}
+    routed = get(server, "/api/v1/bars/BTCUSDT", headers=plain, **window)
+    assert routed.status_code == 200 and kept_answers(server) == 0
+    kept = get(server, "/api/v1/bars/BTCUSDT", headers=plain, **window)
+    assert kept_answers(server) == 1 and kept.content == routed.content
+    assert [kept.headers.get(h) for h in ("content-type", "content-length", "vary", "content-encoding")] == [
+        routed.headers.get(h) for h in ("content-type", "content-length", "vary", "content-encoding")
+    ]
+    # a kept answer still needs the key; a default window ("the last 24 hours") is never kept
+    assert_error(get(server, "/api/v1/bars/BTCUSDT", **window), 401, "X-API-Key")
+    assert_error(get(server, "/api/v1/bars/BTCUSDT", headers={"X-API-Key": "no"}, **window), 401, "X-API-Key")
+    for _ in range(2):
+        assert get(server, "/api/v1/bars/BTCUSDT", headers=key).status_code == 200
+    assert kept_answers(server) == 1
+    # a new snapshot of the bars: the kept answer is not served again
+    rows = [gold_bar(silver_bar("BTCUSDT", t0 + timedelta(minutes=i), i), "open_time") for i in range(2)]
+    catalog.load_table(GOLD_OHLCV_1M).append(pa.Table.from_pylist(rows, schema=GOLD_1M_SCHEMA))
+    committed = time.monotonic()
+    while get(server, "/api/v1/bars/BTCUSDT", headers=key, **window).json()["count"] != 2:
+        assert time.monotonic() - committed < 5, "a kept answer outlived its snapshot"
+        time.sleep(0.1)
+    # a new snapshot of gold.dim_symbol (read to validate the symbol) also retires the answer
+    assert get(server, "/api/v1/bars/BTCUSDT", headers=key, **window).status_code == 200
+    hits = kept_answers(server)
+    dims = catalog.load_table(GOLD_DIM_SYMBOL)
+    dims.append(pa.Table.from_pylist([{**dims.scan().to_arrow().to_pylist()[0], "symbol": "NEWUSDT"}],
+                                     schema=DIM_SYMBOL_SCHEMA))  # fmt: skip
+    time.sleep(2 * settings.api_snapshot_poll_s + 0.3)  # past the stale-while-revalidate window
+    assert get(server, "/api/v1/bars/BTCUSDT", headers=key, **window).json()["count"] == 2
+    assert kept_answers(server) == hits
+    assert get(server, "/api/v1/bars/BTCUSDT", headers=key, **window).json()["count"] == 2
+    assert kept_answers(server) == hits + 1
 
 
 def test_api_key(serve: Callable[[Settings], ApiServer], seeded_api: ApiServer) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -458,6 +458,18 @@ class Lake:
 
     def cached_response(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
         return self.responses.get_or_load(key, build)
+
+    def is_current(self, reads: Iterable[tuple[str, int]]) -> bool:
+        """Whether each table's current snapshot is the given one, known without blocking (False when unsure)."""
+        token = _ON_LOOP.set(True)
+        try:
+            return all(
+                self.table(identifier).metadata.current_snapshot_id == snapshot for identifier, snapshot in reads
+            )
+        except (WouldBlockError, TableMissingError):
+            return False
+        finally:
+            _ON_LOOP.reset(token)
 
     async def serve(self, answer: Callable[[], T]) -> T:
         """``answer()`` on the event loop when everything it reads is cached and current (no thread hand-off: a

@@ -22,6 +22,7 @@ from cryptolake.tables import (
     QUALITY_ALERTS,
     QUALITY_ASSET_RUNS,
 )
+from serving.api.answers import AnswerCache, AnswerCacheMiddleware
 from serving.api.deps import CatalogProvider, CatalogUnavailableError, require_api_key
 from serving.api.errors import error_response, install_error_handlers
 from serving.api.lake import Lake
@@ -102,6 +103,9 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     templates[prometheus_metrics] = "/metrics"
+    api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    app.state.answers = AnswerCache(lake, max_entries=64, api_key=api_key, hits=metrics.kept_answers)
+    app.add_middleware(AnswerCacheMiddleware, answers=app.state.answers)  # inside the metrics: hits are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics, templates=templates)
     return app
 

@@ -56,6 +56,10 @@ class Metrics:
             "cryptolake_api_request_duration_seconds", "Request latency by route template", ["route", "method"],
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.kept_answers = Counter(
+            "cryptolake_api_kept_answers", "Requests answered from the answers kept by URL (serving/api/answers.py)",
+            registry=self.registry,
+        )  # fmt: skip
         self.registry.register(TableFreshness(lake, tables))
 
 

@@ -9,12 +9,13 @@ body. Either way the answer says ``Vary: Accept-Encoding`` so a cache in between
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Final
 
 from fastapi import Request, Response
 
-from serving.api.lake import Lake
+from serving.api.answers import remember
+from serving.api.lake import Lake, View
 
 JSON: Final = "application/json"
 MIN_GZIP_BYTES: Final = 1_400  # below about one TCP segment compression saves nothing worth its header
@@ -35,11 +36,15 @@ def accepts_gzip(header: str | None) -> bool:
     return False
 
 
-def cached_json(request: Request, lake: Lake, key: Hashable, build: Callable[[], bytes]) -> Response:
-    """The cached answer of ``key`` (``build`` makes it on a miss), gzip-compressed when the client accepts it."""
+def cached_json(
+    request: Request, lake: Lake, key: Hashable, build: Callable[[], bytes], url_reads: Iterable[View] | None = None
+) -> Response:
+    """The cached answer of ``key`` (``build`` makes it on a miss), gzip-compressed when the client accepts it.
+    ``url_reads``: the URL pins the answer, which was read from these tables: keep it by URL too (answers.py)."""
     body = lake.cached_response(key, build)
     headers = {"Vary": "Accept-Encoding"}
     if len(body) >= MIN_GZIP_BYTES and accepts_gzip(request.headers.get("accept-encoding")):
         body = lake.cached_response(("gzip", key), lambda: gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
         headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type=JSON, headers=headers)
+    response = Response(body, media_type=JSON, headers=headers)
+    return remember(request, response, url_reads) if url_reads is not None else response

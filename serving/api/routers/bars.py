@@ -125,15 +125,16 @@ async def get_bars(
     Compressed (`Content-Encoding: gzip`) when the request accepts gzip."""
     start_utc, end_utc = utc_range(start, end, DEFAULT_WINDOW)
     point = parse_as_of(as_of)
+    pinned = start is not None and end is not None and as_of is None  # the URL alone determines the answer
     return await lake.serve(lambda: bars_answer(request, lake, symbol.upper(), interval, market, start_utc, end_utc,
-                                                limit, point))  # fmt: skip
+                                                limit, point, pinned))  # fmt: skip
 
 
 def bars_answer(
     request: Request, lake: Lake, symbol: str, interval: str, market: str, start_utc: datetime, end_utc: datetime,
-    limit: int, point: int | datetime | None,
+    limit: int, point: int | datetime | None, pinned: bool,
 ) -> Response:  # fmt: skip
-    known_symbol(lake, symbol, market)
+    symbols = known_symbol(lake, symbol, market)
     spec = BAR_TABLES[interval]
     view = lake.view(spec.identifier, point)
     key = ("bars", symbol, market, interval, start_utc, end_utc, limit, view.identifier, view.snapshot_id)
@@ -146,7 +147,7 @@ def bars_answer(
             "count": table.num_rows, "served_from": served(data_view), "notice": notice(data_view),
         }, encode_rows_json(table, BAR_KINDS))  # fmt: skip
 
-    return cached_json(request, lake, key, build)
+    return cached_json(request, lake, key, build, url_reads=(symbols, view) if pinned else None)
 
 
 @router.get("/symbols", response_model=SymbolsPublic, responses=DATA_ERRORS, summary="Symbols with 1-minute bars")
