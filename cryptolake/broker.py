@@ -29,6 +29,9 @@ log = get_logger(__name__)
 #: The Kafka topics of the trade stream: contract v1 trades, and the producer's dead letters.
 TRADES_TOPIC: Final = "cryptolake.trades.v1"
 TRADES_DLQ_TOPIC: Final = "cryptolake.trades.dlq"
+#: Prefix of the snapshot-summary property in which the Bronze writer records, per topic, the next Kafka offsets
+#: (``streaming.bronze_writer.offsets``); table maintenance keeps the newest snapshot carrying each.
+OFFSETS_PROPERTY_PREFIX: Final = "cryptolake.kafka-offsets."
 
 
 class BrokerError(RuntimeError):

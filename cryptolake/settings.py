@@ -234,6 +234,33 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, description="Streamlit port.")
     dagster_port: int = Field(3000, description="Dagster webserver port.")
 
+    # --- Table maintenance (the maintenance domain's table_maintenance job, `cryptolake maintain`) -------------
+    maintenance_cron: str = Field(
+        "30 3 * * *",
+        description="Cron (UTC) of the table_maintenance schedule: compaction, manifests, expiry, orphans.",
+    )
+    maintenance_schedule_running: bool = Field(
+        True, description="The table_maintenance schedule starts running (false: stopped until turned on in the UI)."
+    )
+    maintenance_snapshot_retention_h: float = Field(
+        24.0,
+        ge=0,
+        description="Snapshots older than this many hours are expired (time travel reaches this far back); the "
+        "snapshots the Bronze sensor's cursor and the Bronze writer's Kafka offsets need are always kept.",
+    )
+    maintenance_orphan_older_than_h: float = Field(
+        72.0,
+        ge=24,
+        description="Files no snapshot references are deleted once older than this many hours (at least 24: a "
+        "younger one may belong to a commit in flight).",
+    )
+    maintenance_target_file_mb: int = Field(
+        128, ge=1, description="Target size of the data files compaction writes (MiB)."
+    )
+    maintenance_min_input_files: int = Field(
+        5, ge=2, description="A partition is compacted when it has at least this many files smaller than the target."
+    )
+
     _split = field_validator(
         "spark_extra_jars", "symbols", "markets", "klines_intervals", "archive_symbols", "archive_markets",
         "archive_intervals", mode="before",

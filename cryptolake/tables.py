@@ -461,3 +461,13 @@ ALL_TABLES: Final = (
     QUALITY_ALERTS,
     QUALITY_ASSET_RUNS,
 )
+
+#: Every Gold table dbt builds (the marts), for the code that treats all tables alike (table maintenance).
+GOLD_TABLES: Final = (
+    GOLD_OHLCV_1M, GOLD_OHLCV_5M, GOLD_OHLCV_15M, GOLD_OHLCV_1H, GOLD_OHLCV_4H, GOLD_OHLCV_1D, GOLD_COMPLETENESS_1M,
+    GOLD_COMPLETENESS_DAILY, GOLD_PRICE_DAILY, GOLD_MARKET_DAILY, GOLD_FUTURES_DAILY, GOLD_DIM_COIN, GOLD_DIM_DATE,
+    GOLD_DIM_SYMBOL,
+)  # fmt: skip
+
+#: The identifier of every table of the lakehouse: the registered ones, then Gold's.
+ALL_TABLE_IDENTIFIERS: Final = (*(table.identifier for table in ALL_TABLES), *GOLD_TABLES)

@@ -22,12 +22,13 @@ from cryptolake_dagster.defs.alerts import definitions as alerts
 from cryptolake_dagster.defs.bronze import definitions as bronze
 from cryptolake_dagster.defs.dbt import definitions as dbt
 from cryptolake_dagster.defs.gold import definitions as gold
+from cryptolake_dagster.defs.maintenance import definitions as maintenance
 from cryptolake_dagster.defs.repair import definitions as repair
 from cryptolake_dagster.defs.silver import definitions as silver
 from cryptolake_dagster.defs.sources import definitions as sources
 from cryptolake_dagster.resources import lakehouse_resources
 
-DOMAINS = (bronze, silver, dbt, gold, sources, repair, alerts)
+DOMAINS = (bronze, silver, dbt, gold, sources, repair, alerts, maintenance)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

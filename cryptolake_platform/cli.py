@@ -105,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument(
         "--agg-trades", action="store_true", help="with --base-url: also the monthly aggTrades files of --symbols"
     )
+    maintain = sub.add_parser(
+        "maintain",
+        help="table maintenance now: compaction, manifest rewrite, snapshot expiry, orphan-file removal",
+        description="Run what the Dagster job table_maintenance runs (daily on CRYPTOLAKE_MAINTENANCE_CRON), in this "
+        "process: for every table that exists (or those of --tables), the small files of each partition are "
+        "compacted, the manifests rewritten, snapshots older than CRYPTOLAKE_MAINTENANCE_SNAPSHOT_RETENTION_H "
+        "expired (keeping the Bronze sensor's cursor and the Bronze writer's Kafka offsets, read from the "
+        "platform's Dagster instance and the table) and files no snapshot references, older than "
+        "CRYPTOLAKE_MAINTENANCE_ORPHAN_OLDER_THAN_H, deleted. A line per table: files, bytes, snapshots and "
+        "manifests before and after. Safe while the platform runs (concurrent commits are retried, not lost).",
+    )
+    maintain.add_argument("--tables", default="", help="comma-separated namespace.name (default: every table)")
     sub.add_parser("bootstrap", help="create the catalog, the namespaces and the registered tables (idempotent)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     sub.add_parser("env-example", help="print the documented list of every CRYPTOLAKE_* setting (.env.example)")
@@ -123,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return _backfill(settings, args)
     if args.command == "import":
         return _import_csv(settings, args) if args.kind == "csv" else _import_archive(settings, args)
+    if args.command == "maintain":
+        return _maintain(settings, args)
     if args.command == "bootstrap":
         from cryptolake.lakehouse.bootstrap import bootstrap_lakehouse
 
@@ -260,6 +274,48 @@ def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
 
     # requests' errors are OSErrors
     return _import_each("archive", archives, lambda item: item.origin, work, (ArchiveError, OSError), finish)
+
+
+def _maintain(settings: Settings, args: argparse.Namespace) -> int:
+    from cryptolake.lakehouse.maintenance import maintain_tables
+    from cryptolake.lakehouse.spark import build_spark_session
+    from cryptolake.tables import ALL_TABLE_IDENTIFIERS, BRONZE_TRADES
+
+    tables = [name.strip() for name in args.tables.split(",") if name.strip()]
+    unknown = sorted(set(tables) - set(ALL_TABLE_IDENTIFIERS))
+    if unknown:
+        print(f"cryptolake maintain: unknown tables {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    keep = {BRONZE_TRADES.identifier: _bronze_sensor_cursor(settings)}
+    spark = build_spark_session(settings, "cryptolake-maintain")
+    try:
+        results = maintain_tables(spark, settings, identifiers=tables or None, keep_snapshot_ids=keep)
+    finally:
+        spark.stop()
+    for r in results:
+        b, a = r.before, r.after
+        print(
+            f"maintain {r.table}: files {b.data_files} -> {a.data_files}, bytes {b.data_bytes:,} -> "
+            f"{a.data_bytes:,}, snapshots {b.snapshots} -> {a.snapshots}, manifests {b.manifests} -> "
+            f"{a.manifests}, {r.orphan_files_removed} orphan files removed ({r.seconds:.1f} s)"
+        )
+    print(f"maintain: {len(results)} tables")
+    return 0
+
+
+def _bronze_sensor_cursor(settings: Settings) -> list[int]:
+    """The Bronze sensor's cursor in the platform's Dagster instance (none when it was never started)."""
+    if not (settings.dagster_home / "dagster.yaml").is_file():
+        return []
+    import dagster as dg
+
+    from cryptolake_dagster.defs.maintenance.jobs import sensor_cursor_snapshots
+
+    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    try:
+        return sensor_cursor_snapshots(instance)
+    finally:
+        instance.dispose()
 
 
 def _backfill(settings: Settings, args: argparse.Namespace) -> int:

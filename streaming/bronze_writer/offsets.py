@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pyiceberg.table import Table as IcebergTable
 
-OFFSETS_PROPERTY_PREFIX = "cryptolake.kafka-offsets."
+from cryptolake.broker import OFFSETS_PROPERTY_PREFIX
 
 
 def offsets_property(topic: str) -> str:

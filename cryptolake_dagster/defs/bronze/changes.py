@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table as IcebergTable
+from pyiceberg.table.snapshots import Operation
 
 from cryptolake.utc import EPOCH
 
@@ -16,13 +17,15 @@ def days_added_since(table: IcebergTable, since_snapshot_id: int | None) -> set[
     """Days (of the table's day partition) with data files added after ``since_snapshot_id``.
 
     Walks the current lineage back to ``since_snapshot_id``; if that snapshot is not an ancestor (expired or
-    ``None``), every day with live data counts as changed.
+    ``None``), every day with live data counts as changed. Replace snapshots (compaction, manifest rewrites by
+    table maintenance) add files but no rows: they change no day.
     """
     io = table.io
     days: set[date] = set()
     snapshot = table.current_snapshot()
     while snapshot is not None and snapshot.snapshot_id != since_snapshot_id:
-        for manifest in snapshot.manifests(io):
+        replaced = snapshot.summary is not None and snapshot.summary.operation == Operation.REPLACE
+        for manifest in () if replaced else snapshot.manifests(io):
             if manifest.added_snapshot_id != snapshot.snapshot_id:
                 continue
             for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
