@@ -379,8 +379,8 @@ Gold rows after the build: {rows}.
 * A ranged run pays its fixed cost once: starting Spark and the run, one dbt invocation over the whole window
   (every model and dbt test of the project: {dbt_note}), the checks' scans. Silver skips the {f["days"]} days
   without trades from Iceberg metadata. What grows with the range is Dagster's record of each asset's
-  materialization for each day ({f["assets"]} x {f["days"]} events, a few ms each through the backfill's event log
-  writer, mostly while dbt runs).
+  materialization for each day ({f["assets"]} x {f["days"]} events, written by the backfill's event log in one transaction
+  per asset and run, mostly while dbt runs).
 * The per-day figure is measured on a warm Spark session (favouring it) and multiplied by the number of days.
 * The import reads and verifies each file, then writes them in one pyiceberg commit per 500,000 klines ({f["import_s"] / f["files"]:.2f} s a file here).
 """

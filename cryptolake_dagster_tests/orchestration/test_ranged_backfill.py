@@ -216,19 +216,40 @@ def test_silver_skips_days_by_the_bronze_tables_its_sql_reads() -> None:
 
 
 def test_the_backfill_instance_writes_dagster_s_own_sqlite_files(tmp_path: Path) -> None:
-    home = prepare_dagster_home(Settings(state_dir=tmp_path / "state"))
-    instance = backfill_instance(home)
-    assert type(instance.event_log_storage) is BackfillEventLogStorage
-
     @dg.asset(partitions_def=dg.DailyPartitionsDefinition("2020-01-01", end_offset=1))
     def numbers() -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"n": 1})
 
-    job = dg.Definitions(assets=[numbers], jobs=[dg.define_asset_job("numbers_job")]).resolve_job_def("numbers_job")
+    @dg.asset_check(asset=numbers)
+    def positive() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    job = dg.Definitions(assets=[numbers], asset_checks=[positive], jobs=[dg.define_asset_job("numbers_job")])
     tags = {RANGE_START_TAG: "2020-01-01", RANGE_END_TAG: "2020-01-31"}
-    assert job.execute_in_process(instance=instance, tags=tags).success
-    instance.dispose()
-    stock = dg.DagsterInstance.from_config(str(home))  # what the webserver and the daemon open
-    assert len(stock.get_materialized_partitions(dg.AssetKey("numbers"))) == 31
-    [run] = stock.get_runs()
-    assert run.status == dg.DagsterRunStatus.SUCCESS
+    written = {}
+    for name, open_instance in (
+        ("backfill", backfill_instance),
+        ("dagster", lambda h: dg.DagsterInstance.from_config(str(h))),
+    ):
+        home = prepare_dagster_home(Settings(state_dir=tmp_path / name))
+        instance = open_instance(home)
+        assert (type(instance.event_log_storage) is BackfillEventLogStorage) == (name == "backfill")
+        assert job.resolve_job_def("numbers_job").execute_in_process(instance=instance, tags=tags).success
+        instance.dispose()
+        stock = dg.DagsterInstance.from_config(str(home))  # what the webserver and the daemon open
+        [run] = stock.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        records = stock.fetch_materializations(dg.AssetKey("numbers"), limit=100).records
+        checks = stock.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("numbers"), "positive"), limit=100
+        )
+        written[name] = (
+            sorted(stock.get_materialized_partitions(dg.AssetKey("numbers"))),
+            sorted((r.partition_key, r.asset_materialization.metadata["n"].value) for r in records),
+            sorted(((c.partition, c.status.value) for c in checks), key=str),
+            sorted(sorted(tags) for tags in stock.event_log_storage.get_event_tags_for_asset(dg.AssetKey("numbers"))),
+        )
+        stock.dispose()
+    # the same days, materializations and per-day check rows as Dagster's own storage writes
+    assert written["backfill"] == written["dagster"]
+    assert len(written["backfill"][0]) == 31 and len(written["backfill"][1]) == 31
