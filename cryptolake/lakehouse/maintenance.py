@@ -13,7 +13,8 @@ What expiry keeps, besides every snapshot of the retention window (time travel: 
 back to each snapshot given in ``keep_snapshot_ids`` (the Bronze sensor's cursor: ``days_added_since`` walks from
 the current snapshot back to it) and back to the newest snapshot carrying the Bronze writer's Kafka offsets (the
 writer resumes from them; a compaction snapshot carries none). Every step is an ordinary optimistic Iceberg commit:
-a concurrent append (the Bronze writer) is retried by whichever commits second, never lost.
+a concurrent append (the Bronze writer) is retried by whichever commits second, never lost; a step that fails
+validation against a concurrent commit (Spark's appends merge manifests) changed nothing and is run again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _MIB = 1024 * 1024
+#: Iceberg's exceptions for a commit that lost to a concurrent one, and how often a step is tried.
+CONFLICT_MARKERS = ("ValidationException", "CommitFailedException")
+CONFLICT_ATTEMPTS = 5
 _ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
@@ -216,10 +220,22 @@ def maintain_table(
     steps: list[tuple[str, float]] = []
 
     def call(step: str, sql: str) -> list:
-        began = time.monotonic()
-        rows = spark.sql(f"CALL {procedure}.{sql}").collect()
-        steps.append((step, time.monotonic() - began))
-        return rows
+        """Run a procedure; a conflict with a concurrent commit (its plan is stale: e.g. an append that merged the
+        manifests being rewritten) changed nothing, so the step is planned and run again on the new snapshot."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            began = time.monotonic()
+            try:
+                rows = spark.sql(f"CALL {procedure}.{sql}").collect()
+            except Exception as exc:
+                reason = next((marker for marker in CONFLICT_MARKERS if marker in str(exc)), None)
+                if reason is None or attempt == CONFLICT_ATTEMPTS:
+                    raise
+                log.warning("maintenance_step_conflict", table=identifier, step=step, attempt=attempt, reason=reason)
+                time.sleep(0.5 * attempt)
+                continue
+            steps.append((step, time.monotonic() - began))
+            return rows
+        raise AssertionError("unreachable")
 
     rewrite = call(
         "compact",
