@@ -169,9 +169,11 @@ def test_maintenance_never_loses_a_concurrent_bronze_writer_commit(lake: Setting
     catalog = get_catalog(lake)
     zero = MaintenancePolicy(snapshot_retention=timedelta(0), min_input_files=2)
     batches_before = writer.counters.batches
-    during = maintain_table(spark, catalog, CATALOG, BRONZE_TRADES.identifier, zero)
-    batches_during = writer.counters.batches - batches_before
-    thread.join(180)
+    try:
+        during = maintain_table(spark, catalog, CATALOG, BRONZE_TRADES.identifier, zero)
+        batches_during = writer.counters.batches - batches_before
+    finally:  # the writer stops once idle: never left committing into the next test
+        thread.join(180)
     assert not thread.is_alive()
     print(f"\n{batches_during} writer commits while maintenance ran: {during.metadata()}")
     # The writer committed while maintenance ran, and maintenance compacted the writer's files.
