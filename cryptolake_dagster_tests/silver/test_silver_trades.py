@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -425,10 +426,18 @@ def test_bad_rows_are_quarantined_with_a_reason(built_day, settings) -> None:
     assert len(kept) == 1 and kept[0]["price"] > 0 and kept[0]["bronze_copies"] == 1
 
     # Future trades: beyond the run's wall clock + 5 minutes they are quarantined; within the tolerance they pass.
+    # Tomorrow's daily partition does not exist yet, so every trade stays within today: close to midnight the test
+    # waits for the new day instead of writing into a partition no run can take.
     now = datetime.now(UTC).replace(microsecond=0)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    if midnight - now < timedelta(minutes=8):
+        time.sleep((midnight - now).total_seconds() + 1)
+        now = datetime.now(UTC).replace(microsecond=0)
+        midnight += timedelta(days=1)
+    far_time = min(now + timedelta(hours=1), midnight - timedelta(seconds=1))
     near = bronze_row(FUTURE_SYMBOL, 1, "10.5", "2", now + timedelta(minutes=1))
-    far = bronze_row(FUTURE_SYMBOL, 2, "10.5", "2", now + timedelta(hours=1))
-    far_and_free = bronze_row(FUTURE_SYMBOL, 3, "0", "2", now + timedelta(hours=1))
+    far = bronze_row(FUTURE_SYMBOL, 2, "10.5", "2", far_time)
+    far_and_free = bronze_row(FUTURE_SYMBOL, 3, "0", "2", far_time)
     append_bronze(settings, [near, far, far_and_free])
     for day in sorted({row["trade_time"].date() for row in (near, far)}):
         run_silver(day)
