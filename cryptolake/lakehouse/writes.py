@@ -57,21 +57,24 @@ def merge_window(
     table: Table,
     frame: DataFrame,
     keys: Sequence[str],
-    window_condition: str,
+    window_condition: str | None,
     view: str,
     *,
     compare: Sequence[str] | None = None,
     touch: str | None = None,
+    target_filter: str | None = None,
 ) -> None:
     """MERGE ``frame`` into ``table`` on ``keys``; target rows (alias ``t``) matching ``window_condition`` that are
-    missing from ``frame`` are deleted.
+    missing from ``frame`` are deleted (None: nothing is deleted, and only the target files that hold a key of
+    ``frame`` are rewritten). ``target_filter`` (on ``t``) joins the ON condition: Iceberg prunes the target's files
+    by it.
 
     ``compare``: update only rows where one of these columns changed (null-safe), leaving others untouched; then
     ``touch`` (a timestamp column) is set to ``current_timestamp()`` on update and insert. Without ``compare``
     every matched row is replaced.
     """
     frame.createOrReplaceTempView(view)
-    on = " AND ".join(f"t.{key} = s.{key}" for key in keys)
+    on = " AND ".join([*(f"t.{key} = s.{key}" for key in keys), *([target_filter] if target_filter else [])])
     columns = column_names(table)
     if compare:
         changed = " OR ".join(f"NOT (t.{column} <=> s.{column})" for column in compare)
@@ -93,7 +96,7 @@ def merge_window(
         ON {on}
         {matched}
         {insert}
-        WHEN NOT MATCHED BY SOURCE AND {window_condition} THEN DELETE
+        {f"WHEN NOT MATCHED BY SOURCE AND {window_condition} THEN DELETE" if window_condition else ""}
         """
     )
     spark.catalog.dropTempView(view)

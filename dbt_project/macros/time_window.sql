@@ -82,3 +82,26 @@
     {%- endif -%}
     {{ return(conditions) }}
 {%- endmacro %}
+
+
+{% macro window_days(column) -%}
+    {#- Predicates (a list) on a timestamp or date column: every whole UTC day the window touches (a refresh's
+        window of a few minutes rebuilds their whole day in the daily models; a day-aligned window is unchanged). -#}
+    {%- set lo = window_bound('min_date') -%}
+    {%- set hi = window_bound('max_date') -%}
+    {%- set conditions = [] -%}
+    {%- if lo is not none -%}
+        {%- do conditions.append(column ~ " >= date_trunc('DAY', " ~ lo ~ ")") -%}
+    {%- endif -%}
+    {%- if hi is not none -%}
+        {%- do conditions.append(column ~ " < date_trunc('DAY', " ~ hi ~ " - interval 1 microsecond) + interval 1 day") -%}
+    {%- endif -%}
+    {{ return(conditions) }}
+{%- endmacro %}
+
+
+{% macro in_window_days(column) -%}
+    {#- Filter on a timestamp column: every whole UTC day the window touches (see window_days). -#}
+    {%- set conditions = window_days(column) -%}
+    {{ return(conditions | join(' and ') if conditions else 'true') }}
+{%- endmacro %}

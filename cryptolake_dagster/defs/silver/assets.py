@@ -1,11 +1,19 @@
 """Silver assets built with Spark from Bronze, day by day: one UTC day per partition, one or many days per run.
 
-``silver/trades`` (+ ``silver/trades_quarantine``, same op) -> ``silver/ohlcv_1m``. How each table is written:
+``silver/trades`` (+ ``silver/trades_quarantine``, same op) -> ``silver/ohlcv_1m``.
+
+**A run of one day refreshes it** (``refresh``): Silver reads only the Bronze rows appended since the snapshot the
+day's last commit marked (``increments``) and appends their trades; the bars of the minutes those trades fall in
+are rebuilt; Gold then rebuilds only those minutes' bars and days (``cryptolake_dagster.refreshes``). When reading
+the increment could not give the table a full rebuild gives (a later copy of a trade Silver holds, a changed
+backfill table, a mark that left the lineage, ...), the day is rebuilt in full instead, with the reason in the log.
+
+**A full rebuild** (a ranged run, a backfill, a run tagged ``lake/refresh=full``, or a refresh's fallback):
 
 * ``silver.trades``: **overwrite by day** — one Iceberg ``overwrite`` commit replaces the day partition with the
-  day's deduplicated, cleaned trades. A day is big (millions of rows) and always fully recomputed from Bronze, so
-  writing it whole is cheaper than a MERGE (which would join the day with itself), and the content is a pure
-  function of Bronze: an unchanged re-run writes identical rows (no build-time column).
+  day's deduplicated, cleaned trades, read from Bronze pinned at the snapshots the commit marks. Writing the day
+  whole is cheaper than a MERGE (which would join the day with itself), and the content is a pure function of
+  Bronze: an unchanged re-run writes identical rows (no build-time column).
 * ``silver.trades_quarantine``: **MERGE** on the Bronze row key (kafka_topic, kafka_partition, kafka_offset): new
   rejects are inserted, changed ones updated, rows of the day no longer rejected deleted; ``quarantined_at`` only
   moves when a row's values or reason change, so an unchanged re-run leaves identical content. Skipped when the
@@ -41,7 +49,14 @@ from cryptolake_dagster.asset_keys import (
     SILVER_TRADES_KEY,
     SILVER_TRADES_QUARANTINE_KEY,
 )
+from cryptolake_dagster.defs.silver.increments import BronzeState, current_bronze_state, day_mark, why_not_incremental
 from cryptolake_dagster.defs.silver.ohlcv_sql import BAR_KEY, BAR_VALUES, bars_query
+from cryptolake_dagster.defs.silver.refresh import (
+    due_future_trades,
+    refresh_bars_day,
+    refresh_trades_day,
+    why_rebuild_all_bars,
+)
 from cryptolake_dagster.defs.silver.trades_sql import (
     BRONZE_ROW_KEY,
     FUTURE_TOLERANCE,
@@ -54,6 +69,13 @@ from cryptolake_dagster.defs.silver.trades_sql import (
     sorted_silver_query,
 )
 from cryptolake_dagster.partitions import ranged_backfill_policy
+from cryptolake_dagster.refreshes import (
+    BARS_BUILT_FROM,
+    REFRESHED_FROM,
+    REFRESHED_TO,
+    bars_built_from,
+    full_rebuild_reason,
+)
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 from cryptolake_dagster.run_snapshots import run_snapshot, run_snapshot_properties, snapshot_id
 from cryptolake_dagster.table_assets import daily_table_asset_kwargs, daily_table_spec_kwargs
@@ -136,7 +158,7 @@ class TradesDay:
     bronze_rows: int
     quarantined: int
     rows: int
-    broadcast: bool
+    deduplication: str  # broadcast | sort (a full rebuild) | increment (a refresh)
 
 
 def _replace_trades_day(
@@ -145,13 +167,15 @@ def _replace_trades_day(
     day: datetime,
     latest: datetime,
     run_id: str,
+    state: BronzeState,
     quarantine_had_rows: bool,
     previous_snapshot: int | None,
     log: dg.DagsterLogManager,
 ) -> tuple[TradesDay, int | None]:
-    """Replace one day of silver.trades from Bronze, and MERGE its rejects into the quarantine."""
+    """Replace one day of silver.trades from Bronze as of ``state`` (the commit marks it), and MERGE its rejects
+    into the quarantine."""
     start, end = day, day + ONE_DAY
-    checked = spark.sql(checked_query(start, end, latest))
+    checked = spark.sql(checked_query(start, end, latest, (state.trades, state.backfill)))
     checked.createOrReplaceTempView("silver_trades_checked")
     # The rows whose natural key occurs more than once (usually few): found without sorting the day's rows.
     duplicates = spark.sql(duplicates_query("silver_trades_checked")).cache()
@@ -178,7 +202,7 @@ def _replace_trades_day(
             SILVER_TRADES,
             spark.sql(silver),
             sql_time_window("trade_time", start, end),
-            run_snapshot_properties(run_id),
+            {**run_snapshot_properties(run_id), **state.properties(day.date())},
         )
         counts = bronze_stats.get  # waits for the overwrite's metrics; empty if Spark reported none
         if "bronze_rows" not in counts:
@@ -203,7 +227,7 @@ def _replace_trades_day(
         spark.catalog.dropTempView("silver_trades_checked")
         duplicates.unpersist()
     rows, snapshot = _rows_added(catalog, SILVER_TRADES, run_id, previous_snapshot)
-    return TradesDay(bronze_rows, quarantined, rows, broadcast), snapshot
+    return TradesDay(bronze_rows, quarantined, rows, "broadcast" if broadcast else "sort"), snapshot
 
 
 @dg.multi_asset(
@@ -228,8 +252,9 @@ def _replace_trades_day(
     backfill_policy=ranged_backfill_policy,
 )
 def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource):
-    """Each day's Bronze trades, cleaned and deduplicated (rules in ``trades_sql``); rejects to quarantine. A ranged
-    run replaces its days one after the other and skips the days without any Bronze or Silver data file."""
+    """Each day's Bronze trades, cleaned and deduplicated (rules in ``trades_sql``); rejects to quarantine. A run of
+    one day refreshes it from the Bronze rows appended since its last commit; a ranged run replaces its days one
+    after the other and skips the days without any Bronze or Silver data file."""
     start, end = context.partition_time_window
     latest = datetime.now(UTC) + FUTURE_TOLERANCE  # one wall clock for the whole run
     spark = pyspark.spark_session
@@ -248,9 +273,30 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
     )
     done: list[TradesDay] = []
     snapshot: int | None = None
+    state = current_bronze_state(catalog)  # every day of the run reads Bronze as of these snapshots
+    rebuild_because = full_rebuild_reason(context)
     for day in todo:
+        why = rebuild_because
+        if why is None:
+            mark = day_mark(catalog.load_table(SILVER_TRADES.identifier), day.date())
+            why = why_not_incremental(catalog, mark, state, day.date())
+            if why is None and (due := due_future_trades(catalog, day, latest)):
+                why = f"{due} quarantined future trade(s) are due"
+            if why is None and mark is not None:
+                increment = refresh_trades_day(spark, catalog, day, latest, run_id, mark, state)
+                why = increment.full_rebuild_because
+                if why is None:
+                    done.append(TradesDay(increment.bronze_rows, increment.quarantined, increment.rows, "increment"))
+                    snapshot = catalog.load_table(SILVER_TRADES.identifier).current_snapshot().snapshot_id
+                    context.log.info(
+                        f"{day:%Y-%m-%d}: refreshed from the Bronze rows appended since snapshot "
+                        f"{mark.state.trades}: {increment.bronze_rows} Bronze rows, {increment.rows} new Silver "
+                        f"trades, {increment.quarantined} quarantined"
+                    )
+                    continue
+        context.log.info(f"{day:%Y-%m-%d}: rebuilt in full ({why})")
         result, snapshot = _replace_trades_day(
-            spark, catalog, day, latest, run_id, day.date() in quarantine_days, snapshot, context.log
+            spark, catalog, day, latest, run_id, state, day.date() in quarantine_days, snapshot, context.log
         )
         done.append(result)
         context.log.info(
@@ -267,18 +313,17 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             f"WHERE {sql_time_window('trade_time', start, end)} GROUP BY reason"
         )
         reasons = {row["reason"]: int(row["rows"]) for row in counts.collect()}
-    sorted_days = sum(not d.broadcast for d in done)
-    if not sorted_days:
-        deduplication = "broadcast"
-    elif sorted_days == len(done):
-        deduplication = "sort"
-    else:
-        deduplication = f"broadcast ({len(done) - sorted_days} days), sort ({sorted_days} days)"
+    plans = {d.deduplication for d in done}
+    deduplication = ", ".join(
+        f"{plan} ({sum(d.deduplication == plan for d in done)} days)" if len(plans) > 1 else plan
+        for plan in sorted(plans)
+    )
     duplicates = bronze_rows - quarantined - rows
     context.log.info(f"{rows} Silver trades ({duplicates} duplicates collapsed), {quarantined} quarantined")
     days_metadata = {
         "days": dg.MetadataValue.int(len(days)),
-        "days_rebuilt": dg.MetadataValue.int(len(todo)),
+        "days_rebuilt": dg.MetadataValue.int(sum(d.deduplication != "increment" for d in done)),
+        "days_refreshed": dg.MetadataValue.int(sum(d.deduplication == "increment" for d in done)),
     }
     yield dg.MaterializeResult(
         asset_key=SILVER_TRADES_KEY,
@@ -316,8 +361,9 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
 def silver_ohlcv_1m(
     context: dg.AssetExecutionContext, pyspark: LakehouseSparkResource, iceberg: IcebergCatalogResource
 ) -> dg.MaterializeResult:
-    """1-minute bars from silver.trades, day by day (MERGE: re-runs converge). A ranged run skips the days without
-    any Silver trade or bar data file."""
+    """1-minute bars from silver.trades, day by day (MERGE: re-runs converge). A run of one day rebuilds the bars
+    of the minutes that received Silver trades since its last materialization; a ranged run rebuilds every bar of
+    its days and skips the days without any Silver trade or bar data file."""
     start, end = context.partition_time_window
     spark = pyspark.spark_session
     catalog = iceberg.catalog()
@@ -330,8 +376,28 @@ def silver_ohlcv_1m(
     )
     bar_count = 0
     symbols: set[str] = set()
+    silver = catalog.load_table(SILVER_TRADES.identifier).current_snapshot()
+    built_from = None if silver is None else silver.snapshot_id  # every day's bars read silver.trades as of it
+    rebuild_because = full_rebuild_reason(context)
+    refreshed: dict[str, dg.MetadataValue] = {}
+    previous = bars_built_from(context.instance, context.partition_key) if rebuild_because is None else None
     for day in todo:
-        bars = spark.sql(bars_query(day, day + ONE_DAY)).cache()
+        why = rebuild_because or why_rebuild_all_bars(catalog, day, previous, built_from)
+        if why is None and previous is not None and built_from is not None:
+            refresh = refresh_bars_day(spark, day, previous, built_from)
+            context.log.info(
+                f"{day:%Y-%m-%d}: refreshed the bars of {refresh.minutes} minutes that received Silver trades "
+                f"since snapshot {previous}" + (f", in [{refresh.start}, {refresh.end})" if refresh.start else "")
+            )
+            if refresh.start is not None and refresh.end is not None:
+                refreshed = {
+                    REFRESHED_FROM: dg.MetadataValue.text(refresh.start.isoformat()),
+                    REFRESHED_TO: dg.MetadataValue.text(refresh.end.isoformat()),
+                }
+            refreshed["minutes_refreshed"] = dg.MetadataValue.int(refresh.minutes)
+            continue
+        context.log.info(f"{day:%Y-%m-%d}: every bar rebuilt ({why})")
+        bars = spark.sql(bars_query(day, day + ONE_DAY, built_from)).cache()
         # One aggregate stage over the cached bars (count(DISTINCT) would add an AQE stage and job).
         stats = bars.selectExpr("count(*) AS bars", "collect_set(symbol) AS symbols").first()
         day_bars = int(stats["bars"])  # after the MERGE the day holds exactly these
@@ -356,7 +422,9 @@ def silver_ohlcv_1m(
             "bars": dg.MetadataValue.int(bar_count),
             "symbols": dg.MetadataValue.int(len(symbols)),
             "days": dg.MetadataValue.int(len(days)),
-            "days_rebuilt": dg.MetadataValue.int(len(todo)),
+            "days_rebuilt": dg.MetadataValue.int(len(todo) - ("minutes_refreshed" in refreshed)),
+            **refreshed,
+            BARS_BUILT_FROM: dg.MetadataValue.text(str(built_from) if built_from is not None else "none"),
             "iceberg_snapshot_id": dg.MetadataValue.text(snapshot_id(catalog, SILVER_OHLCV_1M)),
         }
     )

@@ -30,12 +30,21 @@ BAR_VALUES = (
 )  # fmt: skip
 
 
-def bars_query(start: datetime, end: datetime) -> str:
-    """SELECT of the bars for the Silver trades with trade_time in [start, end) (UTC)."""
+def bars_query(start: datetime, end: datetime, snapshot_id: int | None = None, minutes_view: str | None = None) -> str:
+    """SELECT of the bars for the Silver trades with trade_time in [start, end) (UTC); ``snapshot_id``: of
+    silver.trades as of that snapshot; ``minutes_view``: only the minutes it lists (exchange, market, symbol,
+    minute) — a refresh's touched minutes."""
+    source = SILVER_TRADES.identifier + (f" VERSION AS OF {snapshot_id}" if snapshot_id is not None else "")
+    on = " AND ".join(f"t.{c} = m.{c}" for c in ("exchange", "market", "symbol"))
+    only = (
+        f"LEFT SEMI JOIN {minutes_view} m ON {on} AND date_trunc('MINUTE', t.trade_time) = m.minute"
+        if minutes_view
+        else ""
+    )
     return f"""
     WITH window_trades AS (
-        SELECT * FROM {SILVER_TRADES.identifier}
-        WHERE {sql_time_window("trade_time", start, end)}
+        SELECT t.* FROM {source} t {only}
+        WHERE {sql_time_window("t.trade_time", start, end)}
     )
     SELECT
         exchange, market, symbol,

@@ -74,22 +74,60 @@ _TRADE_COLUMNS = ", ".join(field.name for field in TRADE_FIELDS)
 _BACKFILL_ROW_KEY = "origin AS kafka_topic, -1 AS kafka_partition, agg_trade_id AS kafka_offset"
 
 
-def bronze_query(start: datetime, end: datetime) -> str:
+def _pinned(identifier: str, snapshot_id: int | None, pin: bool) -> str:
+    """``identifier`` as of ``snapshot_id`` when pinned (an empty table pinned before its first commit reads nothing)."""
+    if not pin:
+        return identifier
+    if snapshot_id is None:
+        return f"(SELECT * FROM {identifier} WHERE false)"
+    return f"{identifier} VERSION AS OF {snapshot_id}"
+
+
+def bronze_query(start: datetime, end: datetime, pinned: tuple[int | None, int | None] | None = None) -> str:
     """Every Bronze trade row with trade_time in [start, end): bronze.trades (from Kafka) and
-    bronze.trades_backfill (archives, REST repairs), with a Bronze row key each."""
+    bronze.trades_backfill (archives, REST repairs), with a Bronze row key each; ``pinned``: the two tables as of
+    these snapshots (what the run marks its commit with), else as they are now."""
     window = sql_time_window("trade_time", start, end)
+    trades, backfill = pinned or (None, None)
     return f"""
-    SELECT {_TRADE_COLUMNS}, {", ".join(BRONZE_ROW_KEY)} FROM {BRONZE_TRADES.identifier} WHERE {window}
+    SELECT {_TRADE_COLUMNS}, {", ".join(BRONZE_ROW_KEY)}
+    FROM {_pinned(BRONZE_TRADES.identifier, trades, pinned is not None)} WHERE {window}
     UNION ALL
-    SELECT {_TRADE_COLUMNS}, {_BACKFILL_ROW_KEY} FROM {BRONZE_TRADES_BACKFILL.identifier} WHERE {window}
+    SELECT {_TRADE_COLUMNS}, {_BACKFILL_ROW_KEY}
+    FROM {_pinned(BRONZE_TRADES_BACKFILL.identifier, backfill, pinned is not None)} WHERE {window}
     """
 
 
-def checked_query(start: datetime, end: datetime, latest: datetime) -> str:
+def checked_query(
+    start: datetime, end: datetime, latest: datetime, pinned: tuple[int | None, int | None] | None = None
+) -> str:
     """Bronze rows (``bronze_query``) with trade_time in [start, end), each with its ``reason`` (NULL: valid)."""
     return f"""
     SELECT {", ".join(_CARRIED)}, {reason_expression(latest)} AS reason
-    FROM ({bronze_query(start, end)})
+    FROM ({bronze_query(start, end, pinned)})
+    """
+
+
+def increment_checked_query(increment_view: str, start: datetime, end: datetime, latest: datetime) -> str:
+    """``checked_query`` over the rows of ``increment_view`` (bronze.trades rows appended between two snapshots)."""
+    return f"""
+    SELECT {", ".join(_CARRIED)}, {reason_expression(latest)} AS reason
+    FROM (
+        SELECT {_TRADE_COLUMNS}, {", ".join(BRONZE_ROW_KEY)} FROM {increment_view}
+        WHERE {sql_time_window("trade_time", start, end)}
+    )
+    """
+
+
+def held_keys_query(rows_view: str, low: datetime, high: datetime) -> str:
+    """The rows of ``rows_view`` (new Silver rows) whose natural key silver.trades already holds. A trade's key
+    fixes its time (the exchange's), so only Silver's rows in [low, high] — the new rows' time span — are read."""
+    on = " AND ".join(f"n.{column} = s.{column}" for column in NATURAL_KEY)
+    return f"""
+    SELECT n.* FROM {rows_view} n LEFT SEMI JOIN (
+        SELECT {", ".join(NATURAL_KEY)} FROM {SILVER_TRADES.identifier}
+        WHERE trade_time >= {sql_timestamp(low)} AND trade_time <= {sql_timestamp(high)}
+    ) s ON {on}
     """
 
 
@@ -137,6 +175,20 @@ def sorted_silver_query(checked_view: str) -> str:
         FROM {checked_view}
         WHERE reason IS NULL
     ) WHERE occurrence = 1
+    """
+
+
+def new_rejects_query(checked_view: str, low: datetime, high: datetime) -> str:
+    """The rejected rows of ``checked_view`` (an increment) the quarantine does not hold yet, with
+    ``quarantined_at``: a refresh that is run again after a crash quarantines nothing twice."""
+    on = " AND ".join(f"c.{column} = q.{column}" for column in BRONZE_ROW_KEY)
+    return f"""
+    SELECT {", ".join(f"c.{column}" for column in QUARANTINE_COLUMNS)}, current_timestamp() AS quarantined_at
+    FROM {checked_view} c LEFT ANTI JOIN (
+        SELECT {", ".join(BRONZE_ROW_KEY)} FROM {SILVER_TRADES_QUARANTINE.identifier}
+        WHERE trade_time >= {sql_timestamp(low)} AND trade_time <= {sql_timestamp(high)}
+    ) q ON {on}
+    WHERE c.reason IS NOT NULL
     """
 
 

@@ -1,14 +1,14 @@
 {#-
     Completeness per (exchange, market, symbol, UTC day), rolled up from fct_completeness_1m: how many minutes
     are complete, what is missing, and whether the day is complete. Incremental MERGE on the grain: a run with
-    vars min_date / max_date rebuilds the days starting in that window.
+    vars min_date / max_date rebuilds every whole day that window touches.
 -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='merge',
         unique_key=['exchange', 'market', 'symbol', 'day'],
-        incremental_predicates=window_predicates('DBT_INTERNAL_DEST.day'),
+        incremental_predicates=window_days('DBT_INTERNAL_DEST.day'),
         on_schema_change='append_new_columns',
         file_format='iceberg',
     )
@@ -17,7 +17,7 @@
 with minutes as (
     select * from {{ ref('fct_completeness_1m') }}
     {% if is_incremental() %}
-    where {{ in_window('minute') }}
+    where {{ in_window_days('minute') }}
     {% endif %}
 )
 

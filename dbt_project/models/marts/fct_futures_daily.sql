@@ -7,7 +7,7 @@
         materialized='incremental',
         incremental_strategy='merge',
         unique_key=['exchange', 'symbol', 'day'],
-        incremental_predicates=window_predicates('DBT_INTERNAL_DEST.day'),
+        incremental_predicates=window_days('DBT_INTERNAL_DEST.day'),
         on_schema_change='append_new_columns',
         file_format='iceberg',
     )
@@ -17,7 +17,7 @@ with days as (
     select *, cast(open_time as date) as day
     from {{ ref('fct_ohlcv_1d') }}
     {% if is_incremental() %}
-    where {{ in_window('open_time') }}
+    where {{ in_window_days('open_time') }}
     {% endif %}
 ),
 
