@@ -6,6 +6,11 @@ kernel signals the children. Their own descendants (``dagster dev``'s code and g
 watchdog of :mod:`cryptolake.reaper`: everything started carries the run's marker, and whatever still carries it
 once the supervisor is gone is killed, so nothing outlives the platform. Services that exit unexpectedly are restarted
 with backoff; their output goes to ``<state>/logs/<service>.log``.
+
+The local broker keeps its log in memory: when it dies it is started again on the same port (a new incarnation, with
+its own cluster id, and the platform's topics created again). The producer and the Bronze writer notice the new
+incarnation and recover on their own: the writer reads it from its beginning, the producer publishes again, over
+REST, everything after what Bronze holds, and the writer drops what Bronze already has.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class Supervisor:
         self.run_id: str | None = None
         self.watchdog: subprocess.Popen | None = None
         self._stopping = False
+        self.broker_restarts = 0
 
     # --- plan -----------------------------------------------------------------------------------------------
     def plan(self) -> list[Service]:
@@ -188,8 +194,8 @@ class Supervisor:
         """Restart services that exit unexpectedly, with backoff, until stop()."""
         while not self._stopping:
             time.sleep(poll_s)
-            if self.broker is not None and not self.broker.alive:
-                raise BrokerError(f"the local broker died (see {self.logs / 'broker.log'}); stopping the platform")
+            if self.broker is not None and not self.broker.alive and not self._stopping:
+                self.restart_broker()
             for service in self.services:
                 if self._stopping or service.proc is None or service.proc.poll() is None:
                     continue
@@ -210,6 +216,25 @@ class Supervisor:
                 )
                 time.sleep(delay)
                 self._spawn(service)
+
+    def restart_broker(self) -> None:
+        """Start the local broker again on its port, after it died (its in-memory log is gone), and its topics."""
+        assert self.broker is not None
+        if self.broker_restarts >= MAX_RESTARTS:
+            raise BrokerError(
+                f"the local broker died {self.broker_restarts + 1} times (see {self.logs / 'broker.log'}); stopping "
+                "the platform. Check the log for the cause (memory, a port taken) and run `cryptolake run` again"
+            )
+        self.broker_restarts += 1
+        log.warning(
+            "the local broker died; starting it again (its log is lost: the producer republishes what Bronze lacks)",
+            restart=self.broker_restarts, port=self.broker.port, log=str(self.logs / "broker.log"),
+        )  # fmt: skip
+        self.broker.stop()
+        self.broker = LocalBroker(self.broker.port, log_file=self.logs / "broker.log").start()
+        ensure_topics(
+            self.broker.bootstrap_servers, platform_topics(self.settings), self.settings.kafka_replication_factor
+        )
 
     def stop(self) -> None:
         self._stopping = True

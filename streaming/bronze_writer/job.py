@@ -8,6 +8,19 @@ Every commit interval (or when the batch is full) it:
 3. commits the same offsets to the consumer group (from the reader thread, asynchronously; monitoring only).
 A crash anywhere replays from the last Iceberg commit: nothing lost, nothing doubled. Reading + decoding (a
 thread) overlaps the Spark write of the previous batch; batches are still committed one by one, in order.
+
+A trade Bronze already holds (from the same topic) is not appended again: rows at or below the highest aggregate id
+Bronze holds for their (market, symbol) are looked up in the table (one pruned pyiceberg scan, only when a batch has such rows), and repeats
+inside a batch are dropped, so ``(market, symbol, agg_trade_id)`` is unique in ``bronze.trades`` (their Kafka
+offsets still advance). Duplicates come from the stream (reconnects, REST repairs) and above all from a broker that
+lost its log: the producer then publishes again what Bronze may not hold.
+
+Broker incarnations: before a batch is handed to the writing stage the broker's cluster id is checked. When the
+broker answering is another incarnation (e.g. the in-memory local broker killed and restarted: empty, offsets back
+at 0), the messages in hand are dropped (they may have been fetched from the new broker at the old positions), and
+every partition is read again from the new broker's beginning, its offsets recorded with its cluster id. What the old
+broker held and Bronze did not is published again by the producer (``streaming.producer``), from the Bronze
+snapshot last written from the old broker.
 """
 
 from __future__ import annotations
@@ -21,7 +34,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyspark
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +46,7 @@ from pyspark.sql.types import StructType
 
 from cryptolake.broker import TRADES_TOPIC, consumer_config
 from cryptolake.lakehouse.catalog import get_catalog
+from cryptolake.lakehouse.trade_ids import held_agg_trade_ids, highest_agg_trade_ids
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
 from cryptolake.tables import BRONZE_TRADES, BRONZE_TRADES_REJECTED
@@ -56,6 +73,8 @@ class WriterCounters:
     rows: int = 0
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0  # valid rows not appended: Bronze already held the trade, or the batch held it twice
+    broker_incarnations: int = 0  # times the broker answering turned out to be a new incarnation (log lost)
     last_commit_at: float | None = None
     last_batch_rows: int = 0
     last_batch_seconds: float = 0.0  # writing stage: MERGE of rejects + Spark append + Iceberg commit
@@ -129,6 +148,7 @@ class PreparedBatch:
     decoded_at: datetime
     messages: int
     decode_seconds: float
+    duplicates: int = 0  # valid rows left out by the writing stage: Bronze already held them (see _without_held)
 
 
 class BronzeWriter:
@@ -165,6 +185,8 @@ class BronzeWriter:
         self._cluster_id = ""
         self._offsets: dict[int, int] = {}  # next offset per partition after the last batch read (reader's view)
         self._group_offsets: list[TopicPartition] | None = None  # committed to Iceberg, not yet to the group
+        # Per "market:symbol", the highest aggregate id Bronze holds (the writing stage's view; looked up on first use).
+        self._highest: dict[str, int] = {}
 
     def stop(self) -> None:
         """Ask the writer to commit every message already read and exit (safe from a signal handler)."""
@@ -246,8 +268,15 @@ class BronzeWriter:
                     self.counters.consumed += len(messages)
                 in_hand = in_parts + len(pending)
                 if in_hand and (in_hand >= max_rows or time.monotonic() - batch_started >= interval):
-                    self._hand_over(handoff, self.prepare(pending, parts, parts_seconds))
-                    pending, parts, in_parts, parts_seconds = [], [], 0, 0.0
+                    cluster_id = self._broker_incarnation()
+                    if cluster_id is None:
+                        pass  # the broker does not answer: which one the messages came from is not known yet
+                    elif cluster_id != self._cluster_id:
+                        self._follow_new_incarnation(cluster_id, dropped=in_hand)
+                        pending, parts, in_parts, parts_seconds = [], [], 0, 0.0
+                    else:
+                        self._hand_over(handoff, self.prepare(pending, parts, parts_seconds))
+                        pending, parts, in_parts, parts_seconds = [], [], 0, 0.0
                     last_message = time.monotonic()  # time spent waiting for the writing stage is not idle time
                 elif len(pending) >= DECODE_CHUNK:
                     started = time.monotonic()
@@ -259,11 +288,56 @@ class BronzeWriter:
                 if max_idle_s is not None and time.monotonic() - last_message > max_idle_s:
                     break
             if (pending or parts) and not self._abort.is_set():
-                self._hand_over(handoff, self.prepare(pending, parts, parts_seconds))
+                cluster_id = self._broker_incarnation()
+                if cluster_id is not None and cluster_id != self._cluster_id:
+                    log.warning(
+                        "stopping: the broker is a new incarnation; the messages in hand are not committed",
+                        previous_cluster=self._cluster_id, broker_cluster=cluster_id,
+                    )  # fmt: skip
+                else:  # the same broker, or none answering (then the one they were read from): commit them
+                    self._hand_over(handoff, self.prepare(pending, parts, parts_seconds))
         except BaseException as exc:  # handed to run(), which raises it after the batches before it are written
             failure.append(exc)
         finally:
             self._hand_over(handoff, None)
+
+    # --- broker incarnations ----------------------------------------------------------------------------------
+    def _broker_incarnation(self) -> str | None:
+        """The cluster id of the broker answering now, or None when none answers within 2 s."""
+        try:
+            return self._consumer.list_topics(self.topic, timeout=2).cluster_id or ""
+        except KafkaException:
+            return None
+
+    def _follow_new_incarnation(self, cluster_id: str, dropped: int) -> None:
+        """Drop what is in hand (the caller does) and read every partition of the new incarnation from its start.
+
+        The new broker's topic may not exist yet (the producer or the supervisor creates it): wait for it.
+        """
+        self.counters.broker_incarnations += 1
+        log.warning(
+            "the broker is a new incarnation, its log is lost: dropping the messages in hand and reading the new "
+            "one from its beginning; the producer publishes again what Bronze does not hold",
+            previous_cluster=self._cluster_id, broker_cluster=cluster_id, dropped_messages=dropped,
+        )  # fmt: skip
+        partitions: list[int] = []
+        while not partitions and not self._stop.is_set() and not self._abort.is_set():
+            try:
+                metadata = self._consumer.list_topics(self.topic, timeout=2)
+            except KafkaException:
+                time.sleep(0.5)
+                continue
+            cluster_id = metadata.cluster_id or ""
+            topic_meta = metadata.topics.get(self.topic)
+            if topic_meta is not None and topic_meta.error is None and topic_meta.partitions:
+                partitions = sorted(topic_meta.partitions)
+            else:
+                time.sleep(0.5)
+        self._cluster_id = cluster_id
+        self._offsets = {}
+        if partitions:
+            self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            log.info("bronze writer assigned", topic=self.topic, broker_cluster=cluster_id, resume_from="beginning")
 
     def _commit_group_offsets(self) -> None:
         offsets, self._group_offsets = self._group_offsets, None
@@ -299,12 +373,52 @@ class BronzeWriter:
         started = time.monotonic()
         if batch.decoded.rejected:
             self._merge_rejected(batch.decoded)
+        before = batch.table.num_rows
+        batch.table, highest = self._without_held(batch.table)
+        batch.duplicates = before - batch.table.num_rows
         self._append_trades(batch)
+        self._highest.update(highest)
         # The consumer group's offsets are for monitoring only (the offsets in Iceberg are the ones that count):
         # the reader thread commits them on its next turn. (A commit from this thread waited for the reader's
         # consume() call, up to seconds, measured.)
         self._group_offsets = [TopicPartition(self.topic, p, o) for p, o in batch.offsets.next_offsets.items()]
         self._record(batch, started)
+
+    def _without_held(self, table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+        """``table`` without the trades Bronze already holds and without repeats (the first copy is kept); and the
+        highest aggregate id per stream once it is appended."""
+        if not table.num_rows:
+            return table, {}
+        keys = pc.binary_join_element_wise(table["market"], table["symbol"], ":").combine_chunks().dictionary_encode()
+        names = keys.dictionary.to_pylist()
+        unknown = [name for name in names if name not in self._highest]
+        if unknown:  # first rows of these streams since start: how far does Bronze go?
+            found = highest_agg_trade_ids(self._catalog.load_table(BRONZE_TRADES.identifier), unknown, self.topic)
+            self._highest.update({name: found.get(name, -1) for name in unknown})
+        index = keys.indices.to_numpy(zero_copy_only=False)
+        ids = table["agg_trade_id"].to_numpy()
+        drop = np.array(pd.DataFrame({"stream": index, "id": ids}).duplicated(), dtype=bool)
+        suspects = np.flatnonzero(ids <= np.array([self._highest[name] for name in names], dtype=np.int64)[index])
+        if suspects.size:
+            candidates = table.take(pa.array(suspects)).select(["market", "symbol", "agg_trade_id", "trade_time"])
+            held = held_agg_trade_ids(self._catalog.load_table(BRONZE_TRADES.identifier), candidates, self.topic)
+            if held:
+                rows = zip(
+                    candidates["market"].to_pylist(),
+                    candidates["symbol"].to_pylist(),
+                    candidates["agg_trade_id"].to_pylist(),
+                    strict=True,
+                )
+                drop[suspects[[row in held for row in rows]]] = True
+        highest = {}
+        for i, name in enumerate(names):
+            kept = ids[(index == i) & ~drop]
+            if kept.size:
+                highest[name] = max(self._highest[name], int(kept.max()))
+        if drop.any():
+            self.counters.duplicates += int(drop.sum())
+            table = table.filter(pa.array(~drop))
+        return table, highest
 
     def _append_trades(self, batch: PreparedBatch) -> None:
         frame = arrow_to_spark(self.spark, batch.table, self._spark_schema)
@@ -348,6 +462,7 @@ class BronzeWriter:
             "bronze commit",
             rows=rows,
             rejected=len(decoded.rejected),
+            duplicates=batch.duplicates,
             seconds=round(c.last_batch_seconds, 2),
             decode_seconds=round(batch.decode_seconds, 2),
             total_rows=c.rows,

@@ -47,3 +47,21 @@ def recorded_offsets(table: IcebergTable, topic: str) -> CommittedOffsets | None
             return CommittedOffsets.decode(value)
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     return None
+
+
+def newest_snapshot_not_from(table: IcebergTable, topic: str, cluster_id: str) -> int | None:
+    """The newest snapshot of the current lineage whose rows of ``topic`` were all read from brokers other than
+    ``cluster_id``: the newest one recording offsets of another cluster id, when no snapshot after it recorded
+    ``cluster_id``'s. None when there is none (Bronze holds nothing of ``topic`` but what that broker served).
+
+    After a broker lost its log, the rows of this snapshot are a prefix of what the old broker held, per partition:
+    what the producer must publish again is everything after them.
+    """
+    key = offsets_property(topic)
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        value = snapshot.summary.get(key) if snapshot.summary else None
+        if value and CommittedOffsets.decode(value).cluster_id != cluster_id:
+            return snapshot.snapshot_id
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return None

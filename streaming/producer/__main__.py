@@ -27,7 +27,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rest-url", help="spot REST base URL used for gap repair")
     parser.add_argument("--live", action="store_true", help="connect to live Binance instead of the simulator")
     parser.add_argument(
-        "--no-checkpoint", action="store_true", help="do not resume from / write <state dir>/producer_checkpoint.json"
+        "--no-checkpoint",
+        action="store_true",
+        help="start from the stream's first trade (e.g. a new simulated market): no resume from "
+        "<state dir>/producer_checkpoint.json or from what Bronze holds, and no checkpoint written. A broker that "
+        "loses its log while running is still recovered from what Bronze holds",
     )
     parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
     return parser.parse_args(argv)
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     log = get_logger("streaming.producer")
     bootstrap = connect_platform_kafka(settings, "to produce to")
     checkpoint = None if args.no_checkpoint else settings.state_dir / "producer_checkpoint.json"
-    producer = TradeProducer(settings, bootstrap, checkpoint_file=checkpoint)
+    producer = TradeProducer(settings, bootstrap, checkpoint_file=checkpoint, resume_at_start=not args.no_checkpoint)
     log.info("producer starting", symbols=settings.symbols, markets=settings.markets, bootstrap=bootstrap)
 
     async def _run() -> None:

@@ -6,6 +6,13 @@ cut-off. The last aggregate id per (market, symbol) is tracked; a jump (gap) —
 is repaired from REST before the newer trade is published, so the topic holds every trade. Duplicates are
 published as they come and collapse downstream on the natural key.
 
+When the broker loses its log (a new incarnation answers: another cluster id, e.g. the in-memory local broker
+killed and restarted; or acknowledged offsets going backwards), what it acknowledged proves nothing: the producer
+creates the topics again, takes per (market, symbol) the highest aggregate id Bronze holds from before that broker
+(``streaming.producer.resume``) as its last id, and the next trade (or tail check) of each stream repairs the rest
+over REST. The same resume point is used at start when the checkpoint is not of the broker answering. What is
+published twice this way is dropped by the Bronze writer.
+
 Stopping is prompt even while a repair retries against a failing REST endpoint: the repair is abandoned, nothing
 after the gap is published, deliveries are flushed and the checkpoint saved, so the next start repairs the gap.
 """
@@ -21,6 +28,7 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import connect
 
+from cryptolake.broker import TRADES_DLQ_TOPIC, ensure_topics
 from cryptolake.connectors.binance.encode import encode_binance_agg_trade
 from cryptolake.connectors.binance.endpoints import StreamEndpoint, endpoints_for, plan_connections, unwrap_combined
 from cryptolake.connectors.binance.rest import AggTradesClient, GapRepairError, GapRepairInterrupted
@@ -28,6 +36,7 @@ from cryptolake.contract import ContractError, Market, Source
 from cryptolake.logging import get_logger
 from cryptolake.settings import Settings
 from streaming.producer.checkpoint import load_checkpoint, save_checkpoint
+from streaming.producer.resume import lake_resume_points
 from streaming.sinks.kafka_producer import TradeKafkaSink
 
 log = get_logger(__name__)
@@ -48,6 +57,7 @@ class ProducerCounters:
     connections: int = 0
     unrepaired_gaps: int = 0
     tail_checks: int = 0
+    broker_losses: int = 0
     last_ids: dict[str, int] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
 
@@ -61,17 +71,21 @@ class TradeProducer:
         bootstrap_servers: str,
         source: Source = "ws",
         checkpoint_file: Path | None = None,
+        resume_at_start: bool = True,
+        broker_check_s: float = 1.0,
     ) -> None:
+        """``resume_at_start``: start from the checkpoint (when ``checkpoint_file`` is of the broker answering) or
+        else from what Bronze holds; False starts from the stream's first trade (e.g. a new simulated market)."""
         self.settings = settings
+        self._bootstrap = bootstrap_servers
         self.sink = TradeKafkaSink(bootstrap_servers, settings)
         self.counters = ProducerCounters()
         self._checkpoint_file = checkpoint_file
-        if checkpoint_file is not None:
-            restored = load_checkpoint(checkpoint_file)
-            self.counters.last_ids.update(restored)
-            self.sink.delivered_ids.update(restored)
-            if restored:
-                log.info("resuming from checkpoint; gaps since then are repaired over REST", last_ids=restored)
+        self._broker_check_s = broker_check_s
+        self._cluster_id = self.sink.cluster_id()
+        # Per stream, a last id to go back to (after a broker loss): applied by the stream's next trade or tail check.
+        self._rewind: dict[str, int] = {}
+        self._first_ids: dict[str, int] = {}  # the first id published per stream by this process
         self._source = source
         self._symbols = frozenset(settings.symbols)
         self._stop = asyncio.Event()
@@ -88,6 +102,34 @@ class TradeProducer:
             )
             self._endpoints += plan_connections(market, ws_base, list(settings.symbols))
             self._rest[market] = AggTradesClient(rest_base, market, settings.rest_weight_limit_per_minute)
+        if resume_at_start:
+            self._resume_at_start()
+
+    def _streams(self) -> list[str]:
+        return [f"{market}:{symbol}" for market in self.settings.markets for symbol in self.settings.symbols]
+
+    def _resume_at_start(self) -> None:
+        checkpoint = load_checkpoint(self._checkpoint_file) if self._checkpoint_file is not None else None
+        if checkpoint is not None and checkpoint.last_delivered_ids and checkpoint.cluster_id == self._cluster_id:
+            restored = checkpoint.last_delivered_ids
+            log.info("resuming from checkpoint; gaps since then are repaired over REST", last_ids=restored)
+        else:
+            try:
+                restored = lake_resume_points(self.settings, self.sink.trades_topic, self._streams(), self._cluster_id)
+            except Exception as exc:  # no lakehouse here: the checkpoint (if any) is the best there is
+                log.warning(
+                    "cannot read where Bronze stands; resuming from the checkpoint as it is",
+                    error=str(exc), hint="run `cryptolake bootstrap` or check CRYPTOLAKE_CATALOG_URI",
+                )  # fmt: skip
+                restored = checkpoint.last_delivered_ids if checkpoint is not None else {}
+            else:
+                log.info(
+                    "resuming from what Bronze holds (no checkpoint of this broker); the rest is repaired over REST",
+                    last_ids=restored, broker_cluster=self._cluster_id,
+                    checkpoint_cluster=checkpoint.cluster_id if checkpoint is not None else None,
+                )  # fmt: skip
+        self.counters.last_ids.update(restored)
+        self.sink.delivered_ids.update(restored)
 
     def stop(self) -> None:
         """Stop promptly: REST waits of a gap repair in progress end at once (see ``_repair``)."""
@@ -99,6 +141,7 @@ class TradeProducer:
         tasks = [asyncio.create_task(self._connection_loop(endpoint)) for endpoint in self._endpoints]
         tasks.append(asyncio.create_task(self._progress(progress_every_s)))
         tasks.append(asyncio.create_task(self._tail_checks()))
+        tasks.append(asyncio.create_task(self._watch_broker()))
         try:
             await self._stop.wait()
         finally:
@@ -111,7 +154,7 @@ class TradeProducer:
 
     def _save_checkpoint(self) -> None:
         if self._checkpoint_file is not None:
-            save_checkpoint(self._checkpoint_file, self.sink.delivered_ids)
+            save_checkpoint(self._checkpoint_file, self.sink.delivered_ids, self._cluster_id)
 
     async def _progress(self, every_s: float) -> None:
         while True:
@@ -119,6 +162,62 @@ class TradeProducer:
             self.sink.poll(0)
             self._save_checkpoint()
             log.info("producer progress", **self._summary())
+
+    async def _watch_broker(self) -> None:
+        """Every ``broker_check_s``: is the broker answering still the incarnation that acknowledged our trades?"""
+        unreachable = False
+        while True:
+            await asyncio.sleep(self._broker_check_s)
+            try:
+                cluster_id = await asyncio.to_thread(self.sink.cluster_id, 2.0)
+            except Exception as exc:  # KafkaException: no broker answers (yet)
+                if not unreachable:
+                    log.warning("the broker does not answer; trades are queued until it does", error=str(exc))
+                unreachable = True
+                continue
+            unreachable = False
+            rewound = self.sink.take_log_rewound()
+            if cluster_id != self._cluster_id or rewound:
+                await self._recover_from_broker_loss(cluster_id, rewound)
+
+    async def _recover_from_broker_loss(self, cluster_id: str, rewound: bool) -> None:
+        self.counters.broker_losses += 1
+        log.warning(
+            "the broker lost its log (a new incarnation answers); resuming each stream from what Bronze holds and "
+            "repairing the rest over REST",
+            previous_cluster=self._cluster_id, broker_cluster=cluster_id, offsets_went_backwards=rewound,
+        )  # fmt: skip
+        topics = {self.sink.trades_topic: self.settings.kafka_partitions, TRADES_DLQ_TOPIC: 1}
+        try:
+            await asyncio.to_thread(ensure_topics, self._bootstrap, topics, self.settings.kafka_replication_factor)
+            points = await asyncio.to_thread(
+                lake_resume_points,
+                self.settings,
+                self.sink.trades_topic,
+                self._streams(),
+                cluster_id if cluster_id != self._cluster_id else None,  # same id: the log went backwards
+            )
+        except Exception as exc:  # e.g. the broker went away again: the next check tries again
+            log.error("recovery from the broker loss failed; retrying", error=str(exc))
+            return
+        self._cluster_id = cluster_id
+        self.sink.forget_acked_offsets()
+        for key, last in list(self.counters.last_ids.items()):
+            # Bronze holds nothing of this stream from before: everything this process published is suspect.
+            point = points.get(key, self._first_ids.get(key, last + 1) - 1)
+            self._rewind[key] = min(point, last)
+            self.sink.delivered_ids[key] = min(point, self.sink.delivered_ids.get(key, point))
+        log.info(
+            "streams rewound to what Bronze holds", resume_after=dict(self._rewind), published=self.counters.last_ids
+        )
+        self._save_checkpoint()
+
+    def _last_id(self, key: str) -> int | None:
+        """The stream's last id, after a pending rewind (which the caller is about to repair from)."""
+        rewind = self._rewind.pop(key, None)
+        if rewind is not None:
+            self.counters.last_ids[key] = rewind
+        return self.counters.last_ids.get(key)
 
     async def _tail_checks(self) -> None:
         """Ask REST for trades after the last id of every symbol that has been silent for a while.
@@ -130,9 +229,10 @@ class TradeProducer:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            for key, last in list(self.counters.last_ids.items()):
-                if now - self.counters.last_seen.get(key, 0.0) < interval:
+            for key in list(self.counters.last_ids):
+                if now - self.counters.last_seen.get(key, 0.0) < interval and key not in self._rewind:
                     continue
+                last = self._last_id(key)
                 market, symbol = key.split(":", 1)
                 self.counters.tail_checks += 1
                 await self._repair(market, symbol, last + 1, None)  # type: ignore[arg-type]
@@ -142,7 +242,7 @@ class TradeProducer:
         return {
             "trades": c.trades, "delivered": s.delivered, "delivery_failed": s.delivery_failed,
             "dead_lettered": s.dead_lettered, "gaps": c.gaps, "repaired": c.repaired, "reconnects": c.reconnects,
-            "unrepaired_gaps": c.unrepaired_gaps,
+            "unrepaired_gaps": c.unrepaired_gaps, "broker_losses": c.broker_losses,
         }  # fmt: skip
 
     async def _connection_loop(self, endpoint: StreamEndpoint) -> None:
@@ -191,7 +291,8 @@ class TradeProducer:
             return
         key, agg_trade_id = trade.stream_key, trade.agg_trade_id  # stream_key: f"{market}:{symbol}"
         self.counters.last_seen[key] = time.monotonic()
-        last = self.counters.last_ids.get(key)
+        self._first_ids.setdefault(key, agg_trade_id)
+        last = self._last_id(key)
         if last is not None and agg_trade_id > last + 1:
             await self._repair(market, trade.symbol, last + 1, agg_trade_id - 1)
         self.sink.publish_encoded(trade)

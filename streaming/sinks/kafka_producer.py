@@ -47,6 +47,10 @@ class TradeKafkaSink:
         self.counters = SinkCounters()
         # Highest acknowledged aggregate id per "market:symbol" — what the producer checkpoints.
         self.delivered_ids: dict[str, int] = {}
+        # Highest acknowledged offset per partition of the trades topic: an acknowledgement below it means the broker
+        # lost its log (offsets never go backwards in one log).
+        self._acked_offsets: dict[int, int] = {}
+        self._log_rewound = False
         self._unpolled = 0
         self._trade_delivered = self._on_trade_delivery  # one bound method, not one per published trade
         # Messages whose delivery failed for good inside librdkafka, to produce again outside the callback.
@@ -72,8 +76,27 @@ class TradeKafkaSink:
             self.counters.delivered += 1
             if agg_trade_id > self.delivered_ids.get(stream_key, -1):
                 self.delivered_ids[stream_key] = agg_trade_id
+            partition, offset = msg.partition(), msg.offset()
+            if offset < self._acked_offsets.get(partition, -1):
+                self._log_rewound = True
+                self._acked_offsets.clear()
+            self._acked_offsets[partition] = offset
             return
         self._on_failure(err, msg, None, partial(self._on_trade_delivery, stream_key, agg_trade_id))
+
+    def cluster_id(self, timeout: float = 10.0) -> str:
+        """The cluster id of the broker answering now (raises ``KafkaException`` when none answers in time)."""
+        return self._producer.list_topics(timeout=timeout).cluster_id or ""
+
+    def forget_acked_offsets(self) -> None:
+        """Start watching offsets afresh (after moving to a new broker incarnation, whose log starts at 0)."""
+        self._acked_offsets.clear()
+        self._log_rewound = False
+
+    def take_log_rewound(self) -> bool:
+        """Whether an acknowledged offset went backwards since the last call (the broker lost its log)."""
+        rewound, self._log_rewound = self._log_rewound, False
+        return rewound
 
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, source: str) -> None:
         """Route a message that could not be normalized to the DLQ with its reason and the raw text."""
