@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     spark_driver_memory: str = Field("1g", description="Spark driver memory.")
     spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
     spark_ui_enabled: bool = Field(False, description="Start the Spark UI for each session.")
+    spark_host: bool = Field(
+        True,
+        description="cryptolake run starts one long-lived Spark driver that runs attach to instead of starting a "
+        "JVM each (false: every run starts its own).",
+    )
+    spark_host_driver_memory: str = Field(
+        "2g", description="Driver memory of that long-lived Spark driver (shared by the runs it serves)."
+    )
+    dbt_in_process: bool = Field(
+        True,
+        description="Run the Gold dbt build inside the run's process, on its Spark session (false: a dbt "
+        "subprocess with a Spark of its own, as before).",
+    )
     spark_extra_jars: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra jars (paths) for every Spark session, comma separated."
     )

@@ -7,6 +7,7 @@ touched. A ranged run, a backfill, or a run tagged ``lake/refresh=full`` *rebuil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -51,18 +52,39 @@ def bars_built_from(instance: dg.DagsterInstance, partition_key: str) -> int | N
     return int(text) if text.lstrip("-").isdigit() else None
 
 
-def refreshed_window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime] | None:
-    """The span of the minutes this run's silver/ohlcv_1m step refreshed, if it refreshed (Gold then rebuilds only
-    the bars and days of that span); None when it rebuilt the day or did not run in this run."""
-    if len(context.partition_keys) != 1:
+def refreshed_window(
+    instance: dg.DagsterInstance, partition_keys: Sequence[str], gold_keys: Sequence[dg.AssetKey]
+) -> tuple[datetime, datetime] | None:
+    """The span Gold must rebuild for a run of one day (``partition_keys``): every silver/ohlcv_1m refresh of the day that the Gold
+    assets ``gold_keys`` have not all been materialized after yet — this run's, and those of earlier runs whose Gold
+    step failed — as one span [first minute, last end). None (rebuild the day's window) when one of them rebuilt the
+    day in full, when one of ``gold_keys`` was never materialized for the day, or when no refresh is pending."""
+    if len(partition_keys) != 1:
         return None
-    record = last_bars_materialization(context.instance, context.partition_key)
-    if record is None or record.run_id != context.run.run_id or record.asset_materialization is None:
-        return None
-    metadata = record.asset_materialization.metadata
-    start, end = metadata.get(REFRESHED_FROM), metadata.get(REFRESHED_TO)
-    if start is None or end is None or not start.value or not end.value:
-        return None
-    return datetime.fromisoformat(str(start.value)).astimezone(UTC), datetime.fromisoformat(str(end.value)).astimezone(
-        UTC
+    (partition,) = partition_keys
+    marks = []
+    for key in gold_keys:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        ).records
+        if not records:
+            return None
+        marks.append(records[0].storage_id)
+    pending = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SILVER_OHLCV_1M_KEY, asset_partitions=[partition], after_storage_id=min(marks)),
+        limit=1000,
     )
+    if not pending.records or pending.has_more:
+        return None
+    spans = []
+    for record in pending.records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        start, end = metadata.get(REFRESHED_FROM), metadata.get(REFRESHED_TO)
+        if start is None or end is None or not start.value or not end.value:
+            return None  # that run rebuilt the day's bars in full
+        spans.append((_utc(str(start.value)), _utc(str(end.value))))
+    return min(start for start, _ in spans), max(end for _, end in spans)
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)

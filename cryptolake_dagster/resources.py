@@ -19,6 +19,7 @@ from pyiceberg.catalog import Catalog
 
 from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.lakehouse.spark import prepare_spark_environment, spark_conf
+from cryptolake.lakehouse.spark_host import attach_spark_session
 from cryptolake.settings import Settings
 
 SPARK_APP_NAME = "cryptolake-dagster"
@@ -90,8 +91,14 @@ class LakehouseSparkResource(PySparkResource):
         return cls(spark_config=spark_conf(settings, app_name), lakehouse=LakehouseConfig.from_settings(settings))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        prepare_spark_environment(self.lakehouse.settings())
-        super().setup_for_execution(context)
+        settings = self.lakehouse.settings()
+        prepare_spark_environment(settings)
+        # The platform's long-lived Spark driver when it runs (no JVM start per run), else a session of our own.
+        attached = attach_spark_session(settings)
+        if attached is not None:
+            self._spark_session = attached
+        else:
+            super().setup_for_execution(context)
         self.spark_session.sparkContext.setLogLevel("WARN")
 
 

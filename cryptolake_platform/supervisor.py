@@ -99,6 +99,8 @@ class Supervisor:
             )
         # Against the simulator (a new market each run) a checkpoint from an earlier run means nothing.
         producer = [py, "-m", "streaming.producer"] + (["--live"] if self.live else ["--no-checkpoint"])
+        if s.spark_host:  # one long-lived Spark driver the Dagster runs attach to (cryptolake.lakehouse.spark_host)
+            services.append(Service("spark-host", [py, "-m", "cryptolake.lakehouse.spark_host"]))
         services += [
             Service("producer", producer),
             Service(

@@ -26,7 +26,7 @@
 
 
 {% macro window_buckets(bucket_column, seconds) -%}
-    {#- incremental_predicates (a list): the bars starting in the window. -#}
+    {#- MERGE predicates (a list): the bars starting in the window. -#}
     {%- set lo = window_bound('min_date') -%}
     {%- set hi = window_bound('max_date') -%}
     {%- set conditions = [] -%}
@@ -108,7 +108,7 @@ left join completeness c
         'materialized': 'incremental',
         'incremental_strategy': 'merge',
         'unique_key': ['exchange', 'market', 'symbol', time_column],
-        'incremental_predicates': window_buckets('DBT_INTERNAL_DEST.' ~ time_column, seconds),
+        'merge_window': {'column': time_column, 'span': 'buckets', 'seconds': seconds},
         'on_schema_change': 'append_new_columns',
         'file_format': 'iceberg',
         'partition_by': ['days(' ~ time_column ~ ')'],

@@ -70,7 +70,7 @@
 
 
 {% macro window_predicates(column) -%}
-    {#- incremental_predicates (a list) on a timestamp column: the rows inside the window. -#}
+    {#- MERGE predicates (a list) on a timestamp column: the rows inside the window. -#}
     {%- set lo = window_bound('min_date') -%}
     {%- set hi = window_bound('max_date') -%}
     {%- set conditions = [] -%}

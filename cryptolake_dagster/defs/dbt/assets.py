@@ -6,21 +6,30 @@ Silver step refreshed only some minutes of its day (``cryptolake_dagster.refresh
 models then rebuild the bars containing them and (daily models) their whole day. The incremental
 models rebuild every hour (or day) starting inside the window from all of its input, so one build over a range
 gives the tables that one build per day gives, at the fixed cost of a single dbt invocation.
+
+dbt runs inside the run's process, on the run's Spark session, with a manifest parsed once per process
+(``cryptolake_dagster.defs.dbt.in_process``): a build starts no JVM and parses nothing. With
+``CRYPTOLAKE_DBT_IN_PROCESS=false`` it runs as a dbt subprocess, which starts a Spark JVM of its own.
 """
 
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtProject, dbt_assets
+from dagster_dbt import DbtProject, dbt_assets, get_asset_key_for_model
 
+from cryptolake_dagster.defs.dbt.in_process import build_in_process
 from cryptolake_dagster.defs.dbt.resources import CryptoLakeDbtCliResource
 from cryptolake_dagster.defs.dbt.translator import CryptoLakeDbtTranslator
 from cryptolake_dagster.partitions import daily_partitions, ranged_backfill_policy
 from cryptolake_dagster.quality.results import record_dbt_check_results
 from cryptolake_dagster.refreshes import refreshed_window
+
+#: Run before the other models (then tested) when a run builds them all: the 1-minute bars readers wait for.
+FIRST_MODELS = ("fct_completeness_1m", "fct_ohlcv_1m")
 
 
 def partition_vars(start: datetime, end: datetime) -> dict[str, str]:
@@ -28,8 +37,11 @@ def partition_vars(start: datetime, end: datetime) -> dict[str, str]:
     return {"min_date": start.strftime("%Y-%m-%d %H:%M:%S"), "max_date": end.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def gold_dbt_assets(project: DbtProject, coin_ids: dict[str, str] | None = None) -> dg.AssetsDefinition:
-    """The dbt models of ``project`` (its manifest must exist) as one multi-asset, ``gold_dbt_models``."""
+def gold_dbt_assets(
+    project: DbtProject, coin_ids: dict[str, str] | None = None, in_process: bool = True
+) -> dg.AssetsDefinition:
+    """The dbt models of ``project`` (its manifest must exist) as one multi-asset, ``gold_dbt_models``; dbt runs in
+    the run's process (``in_process``) or as a subprocess with a Spark of its own."""
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -40,13 +52,26 @@ def gold_dbt_assets(project: DbtProject, coin_ids: dict[str, str] | None = None)
     def gold_dbt_models(context: dg.AssetExecutionContext, dbt: CryptoLakeDbtCliResource) -> Iterator[Any]:
         """Build the Gold models for the run's day or range of days: one ``dbt build`` over the whole window
         (incremental MERGE models re-run idempotently)."""
-        # A refresh rebuilds the bars and days of the minutes Silver refreshed in this run; else the whole window.
-        start, end = refreshed_window(context) or context.partition_time_window
-        dbt_vars: dict[str, object] = {**partition_vars(start, end)}
-        if coin_ids:  # the platform's coin map (CRYPTOLAKE_COIN_IDS) over the project's defaults
-            dbt_vars["coin_ids"] = coin_ids
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        # A refresh rebuilds the bars and days of the minutes Silver refreshed since the incremental models were
+        # last built (this run's, and those of runs whose Gold step failed); else the whole window.
+        gold_keys = [key for key in incremental_keys if key in context.selected_asset_keys]
+        start, end = (
+            refreshed_window(context.instance, context.partition_keys, gold_keys) or context.partition_time_window
+        )
+        # The platform's coin map (CRYPTOLAKE_COIN_IDS) over the project's defaults: the same in every run.
+        static_vars = {"coin_ids": coin_ids} if coin_ids else {}
+        run_vars = partition_vars(start, end)
+        if in_process:
+            events = build_in_process(context, project, static_vars, run_vars, first=FIRST_MODELS)
+        else:
+            events = dbt.cli(["build", "--vars", json.dumps({**static_vars, **run_vars})], context=context).stream()
         # dbt tests come back as asset check results: each run's are appended to quality.check_results
-        yield from record_dbt_check_results(context, dbt.lakehouse, invocation.stream())
+        yield from record_dbt_check_results(context, dbt.lakehouse, events)
 
+    manifest = json.loads(Path(project.manifest_path).read_text())
+    incremental_keys = [
+        get_asset_key_for_model([gold_dbt_models], node["name"])
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
+    ]
     return gold_dbt_models

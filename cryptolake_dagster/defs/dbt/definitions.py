@@ -13,6 +13,6 @@ def defs(settings: Settings) -> dg.Definitions:
     """Writes the dbt profile for ``settings`` and runs ``dbt parse`` when the manifest is missing."""
     project = dbt_project(settings)
     return dg.Definitions(
-        assets=[gold_dbt_assets(project, dict(settings.coin_ids))],
+        assets=[gold_dbt_assets(project, dict(settings.coin_ids), settings.dbt_in_process)],
         resources={"dbt": CryptoLakeDbtCliResource.from_settings(settings, project)},
     )

@@ -19,7 +19,7 @@
         materialized='incremental',
         incremental_strategy='merge',
         unique_key=['exchange', 'market', 'symbol', 'minute'],
-        incremental_predicates=window_predicates('DBT_INTERNAL_DEST.minute'),
+        merge_window={'column': 'minute', 'span': 'rows'},
         on_schema_change='append_new_columns',
         file_format='iceberg',
         partition_by=['days(minute)'],

@@ -7,7 +7,7 @@
         materialized='incremental',
         incremental_strategy='merge',
         unique_key=['exchange', 'symbol', 'day'],
-        incremental_predicates=window_days('DBT_INTERNAL_DEST.day'),
+        merge_window={'column': 'day', 'span': 'days'},
         on_schema_change='append_new_columns',
         file_format='iceberg',
     )

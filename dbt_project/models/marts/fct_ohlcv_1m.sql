@@ -7,7 +7,7 @@
         materialized='incremental',
         incremental_strategy='merge',
         unique_key=['exchange', 'market', 'symbol', 'open_time'],
-        incremental_predicates=window_predicates('DBT_INTERNAL_DEST.open_time'),
+        merge_window={'column': 'open_time', 'span': 'rows'},
         on_schema_change='append_new_columns',
         file_format='iceberg',
         partition_by=['days(open_time)'],
