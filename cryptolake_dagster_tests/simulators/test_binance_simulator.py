@@ -459,3 +459,19 @@ def test_unknown_ws_path_is_rejected() -> None:
             asyncio.run(scenario())
         assert "404" in str(excinfo.value)
         assert not isinstance(excinfo.value, ConnectionClosed)
+
+
+def test_pause_stops_the_feed_and_resume_restarts_it() -> None:
+    with simulator(symbols=("BTCUSDT",), rate=200, seed=3) as sim:
+        time.sleep(0.5)
+        paused = get(f"{sim.rest_url}/simulator/pause").json()
+        assert paused["paused"] is True
+        time.sleep(0.2)  # a trade already due may still be published
+        frozen = sim.emitted_count()
+        time.sleep(1.0)
+        assert sim.emitted_count() == frozen  # no trade is generated while paused
+        assert get(f"{sim.rest_url}/health").json()["paused"] is True
+        assert get(f"{sim.rest_url}/simulator/resume").json()["paused"] is False
+        time.sleep(1.0)
+        resumed = sim.emitted_count() - frozen
+        assert 20 < resumed < 600  # about the rate again, no burst of the paused second

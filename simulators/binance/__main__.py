@@ -21,6 +21,7 @@ endpoints (one port):
              live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS requests are answered like Binance
   REST       spot: /api/v3/aggTrades, /api/v3/klines   usdm_futures: /fapi/v1/aggTrades, /fapi/v1/klines
              /health  (JSON counters, including injected faults)
+  control    /simulator/pause, /simulator/resume   stop / restart the synthetic feed (connections stay open)
 
 examples:
   python -m simulators.binance --port 9443 --symbols BTCUSDT,ETHUSDT --rate 50

@@ -21,6 +21,9 @@ SPOT_DECIMALS = 8
 AGGTRADES_PATH: dict[str, str] = {"spot": "/api/v3/aggTrades", "usdm_futures": "/fapi/v1/aggTrades"}
 KLINES_PATH: dict[str, str] = {"spot": "/api/v3/klines", "usdm_futures": "/fapi/v1/klines"}
 HEALTH_PATH = "/health"
+#: The simulator's own controls (not Binance API): stop and restart the trade feed; connections stay open.
+PAUSE_PATH = "/simulator/pause"
+RESUME_PATH = "/simulator/resume"
 
 #: Streams per connection allowed by Binance.
 MAX_STREAMS: dict[str, int] = {"spot": 1024, "usdm_futures": 200}

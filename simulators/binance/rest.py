@@ -67,10 +67,12 @@ class RestApi:
         history: TradeHistory,
         health: Callable[[], dict[str, Any]],
         weight_limit: int | None = None,
+        pause: Callable[[bool], None] | None = None,
     ) -> None:
         self.market = market
         self.history = history
         self.health = health
+        self.pause = pause
         self.weight_limit = weight_limit
         self.weights = WeightTracker()
         self.requests = 0
@@ -78,7 +80,9 @@ class RestApi:
         self.rate_limited = 0
 
     def handles(self, route: str) -> bool:
-        return route in (p.HEALTH_PATH, p.AGGTRADES_PATH[self.market], p.KLINES_PATH[self.market])
+        return route in (
+            p.HEALTH_PATH, p.PAUSE_PATH, p.RESUME_PATH, p.AGGTRADES_PATH[self.market], p.KLINES_PATH[self.market]
+        )  # fmt: skip
 
     def handle(self, path: str) -> RestResult:
         """Answer one request path (with query string)."""
@@ -87,6 +91,9 @@ class RestApi:
         route = parts.path.rstrip("/") or "/"
         query = parse_qs(parts.query, keep_blank_values=True)
         if route == p.HEALTH_PATH:
+            return RestResult(200, self.health())
+        if route in (p.PAUSE_PATH, p.RESUME_PATH) and self.pause is not None:
+            self.pause(route == p.PAUSE_PATH)
             return RestResult(200, self.health())
         if route == p.AGGTRADES_PATH[self.market]:
             endpoint, weight = self._aggtrades, WEIGHT_AGGTRADES

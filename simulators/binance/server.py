@@ -149,7 +149,9 @@ class SimulatorServer:
         cfg = self.config
         self.history = TradeHistory(max_per_symbol=cfg.history_limit)
         self.fault_counters = FaultCounters()
-        self.rest = RestApi(cfg.market, self.history, self.health, cfg.rest_weight_limit)
+        self.rest = RestApi(cfg.market, self.history, self.health, cfg.rest_weight_limit, self.set_paused)
+        self._running = asyncio.Event()  # cleared while paused (GET /simulator/pause): no trade is generated
+        self._running.set()
         self._market: SyntheticMarket | None = None
         if cfg.mode == "synthetic":
             self._market = SyntheticMarket(
@@ -271,6 +273,9 @@ class SimulatorServer:
         i = 0
         while not self._limit_reached():
             i += 1
+            if not self._running.is_set():
+                await self._running.wait()
+                due = loop.time()
             if rate > 0:
                 due += market.interarrival(rate)
                 now = loop.time()
@@ -382,6 +387,14 @@ class SimulatorServer:
             return None
         return _json_response(self.rest.handle(request.path))
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause (or resume) the synthetic trade feed; connections stay open and REST keeps answering."""
+        if paused:
+            self._running.clear()
+        else:
+            self._running.set()
+        log.info("feed paused" if paused else "feed resumed", trades_emitted=self.trades_emitted)
+
     def health(self) -> dict[str, Any]:
         """Counters reported by ``GET /health``."""
         symbols = {}
@@ -400,6 +413,7 @@ class SimulatorServer:
             "uptime_s": round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
             "feed_started": self.feed_started,
             "feed_done": self.feed_done,
+            "paused": not self._running.is_set(),
             "trades_emitted": self.trades_emitted,
             "messages_published": self.messages_published,
             "raw_published": self.raw_published,
