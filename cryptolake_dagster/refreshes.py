@@ -16,7 +16,7 @@ from cryptolake_dagster.asset_keys import SILVER_OHLCV_1M_KEY
 
 REFRESH_TAG = "lake/refresh"
 #: Metadata of a silver/ohlcv_1m materialization: the silver.trades snapshot its bars were built from, and (for
-#: a refresh) the span of the minutes it rebuilt.
+#: a refresh, also on silver/trades) the span of the minutes it rebuilt.
 BARS_BUILT_FROM = "silver_trades_snapshot"
 REFRESHED_FROM = "refreshed_from"
 REFRESHED_TO = "refreshed_to"
@@ -84,6 +84,23 @@ def refreshed_window(
             return None  # that run rebuilt the day's bars in full
         spans.append((_utc(str(start.value)), _utc(str(end.value))))
     return min(start for start, _ in spans), max(end for _, end in spans)
+
+
+def refreshed_span(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str, run_id: str
+) -> tuple[datetime, datetime] | None:
+    """The span [from, to) of the minutes the run ``run_id`` refreshed in ``asset_key``'s day (its materialization
+    in that run names it: silver/trades, silver/ohlcv_1m); None when it rebuilt the day or did not run."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
+    ).records
+    if not records or records[0].run_id != run_id or records[0].asset_materialization is None:
+        return None
+    metadata = records[0].asset_materialization.metadata
+    start, end = metadata.get(REFRESHED_FROM), metadata.get(REFRESHED_TO)
+    if start is None or end is None or not start.value or not end.value:
+        return None
+    return _utc(str(start.value)), _utc(str(end.value))
 
 
 def _utc(text: str) -> datetime:

@@ -143,4 +143,10 @@ def build_spark_session(settings: Settings, app_name: str = "cryptolake") -> Spa
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    # dbt-spark calls getOrCreate() with its settings before every statement; Spark then warns each time that
+    # only runtime settings take effect (they all are already in effect): keep that one quiet.
+    jvm = spark.sparkContext._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.SparkSession", jvm.org.apache.logging.log4j.Level.ERROR
+    )
     return spark

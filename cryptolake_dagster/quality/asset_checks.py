@@ -32,6 +32,7 @@ from cryptolake_dagster.quality.results import (
     run_partition_key,
 )
 from cryptolake_dagster.quality.soda_scan import run_soda_scan
+from cryptolake_dagster.refreshes import refreshed_span
 from cryptolake_dagster.resources import IcebergCatalogResource, LakehouseSparkResource
 
 Window = tuple[datetime, datetime]
@@ -110,11 +111,20 @@ class CheckEvaluation:
 
 
 def partition_window(context: dg.AssetCheckExecutionContext) -> Window | None:
-    """The time window of the partition (or range of partitions) being checked; ``None`` in an unpartitioned run."""
+    """The time window of the partition (or range of partitions) being checked; ``None`` in an unpartitioned run.
+
+    When the run refreshed the checked asset's day, and its materialization names the minutes it refreshed
+    (silver/trades, silver/ohlcv_1m), the window is those minutes: a refresh's check scans what changed, not the
+    whole day (a trade's or a bar's key fixes its minute, so duplicates of the refreshed rows are inside it)."""
     # Checks run inside the partitioned run that materialized the asset; use its partition window.
     op = context.op_execution_context
     if not op.has_partitions:
         return None
+    if len(op.partition_keys) == 1:
+        [spec] = context.check_specs
+        span = refreshed_span(context.instance, spec.asset_key, op.partition_key, op.run_id)
+        if span is not None:
+            return span
     window = op.partition_time_window
     return window.start, window.end
 

@@ -119,6 +119,9 @@ def run_day(instance: dg.DagsterInstance, day: date, *, gold: bool, full: bool =
         if event.asset_key in (SILVER_TRADES_KEY, SILVER_OHLCV_1M_KEY):
             for name, value in event.materialization.metadata.items():
                 metadata[f"{event.asset_key.path[-1]}.{name}"] = value.value
+    for evaluation in result.get_asset_check_evaluations():
+        if "window" in evaluation.metadata:
+            metadata[f"{evaluation.check_name}.window"] = evaluation.metadata["window"].value
     return metadata
 
 
@@ -162,6 +165,11 @@ def test_a_refresh_gives_the_tables_of_a_full_rebuild(settings, spark, instance)
         meta = run_day(instance, day, gold=False)
         assert (meta["trades.days_rebuilt"], meta["trades.days_refreshed"]) == (0, 1), meta
         assert meta["ohlcv_1m.minutes_refreshed"] > 0 and meta["ohlcv_1m.days_rebuilt"] == 0, meta
+        # The refresh's Silver checks scan the refreshed minutes, not the day.
+        new_trades = f"[{meta['trades.refreshed_from']}, {meta['trades.refreshed_to']})"
+        assert meta["soda_silver_trades.window"] == new_trades, meta
+        bars = f"[{meta['ohlcv_1m.refreshed_from']}, {meta['ohlcv_1m.refreshed_to']})"
+        assert meta["soda_silver_ohlcv_1m.window"] == bars, meta
 
     # 3. A later copy of a trade Silver holds (it may win the first occurrence): that day is rebuilt in full.
     early_copy = copy_of(first[0], ingest_time=first[0]["ingest_time"] - timedelta(seconds=1), kafka_partition=2)

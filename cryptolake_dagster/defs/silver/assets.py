@@ -272,6 +272,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
         f"{len(days) - len(todo)} without any data file, skipped"
     )
     done: list[TradesDay] = []
+    new_trades_span: dict[str, dg.MetadataValue] = {}  # a refresh's new trades: their checks scan only these minutes
     snapshot: int | None = None
     state = current_bronze_state(catalog)  # every day of the run reads Bronze as of these snapshots
     rebuild_because = full_rebuild_reason(context)
@@ -287,6 +288,11 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
                 why = increment.full_rebuild_because
                 if why is None:
                     done.append(TradesDay(increment.bronze_rows, increment.quarantined, increment.rows, "increment"))
+                    if increment.start is not None and increment.end is not None and len(todo) == 1:
+                        new_trades_span = {
+                            REFRESHED_FROM: dg.MetadataValue.text(increment.start.isoformat()),
+                            REFRESHED_TO: dg.MetadataValue.text(increment.end.isoformat()),
+                        }
                     snapshot = catalog.load_table(SILVER_TRADES.identifier).current_snapshot().snapshot_id
                     context.log.info(
                         f"{day:%Y-%m-%d}: refreshed from the Bronze rows appended since snapshot "
@@ -334,6 +340,7 @@ def silver_trades(context: dg.AssetExecutionContext, pyspark: LakehouseSparkReso
             "quarantined": dg.MetadataValue.int(quarantined),
             "deduplication": dg.MetadataValue.text(deduplication),
             **days_metadata,
+            **new_trades_span,
             "iceberg_snapshot_id": dg.MetadataValue.text(str(snapshot) if snapshot is not None else "none"),
         },
     )

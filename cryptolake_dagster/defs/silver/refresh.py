@@ -59,6 +59,9 @@ class Increment:
     quarantined: int = 0
     rows: int = 0
     full_rebuild_because: str | None = None
+    #: the span of the new Silver trades' minutes [first, last + 1 min), when there are any
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 def refresh_trades_day(
@@ -96,6 +99,9 @@ def refresh_trades_day(
             "count(*) AS rows", "unix_micros(min(trade_time)) AS low", "unix_micros(max(trade_time)) AS high"
         ).first()
         result = Increment(int(counts["bronze_rows"]), int(counts["rejected"]), int(stats["rows"]))
+        if result.rows:
+            result.start = _utc(stats["low"]).replace(second=0, microsecond=0)
+            result.end = _utc(stats["high"]).replace(second=0, microsecond=0) + timedelta(minutes=1)
         if result.rows:
             held = spark.sql(held_keys_query("silver_increment_rows", _utc(stats["low"]), _utc(stats["high"]))).count()
             if held:
