@@ -7,7 +7,7 @@ import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,3 +43,18 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0, group: bool = Fa
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
     return code
+
+
+@contextlib.contextmanager
+def environ_overlay(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` over ``os.environ`` inside the block (the previous values, or their absence, restored afterwards)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

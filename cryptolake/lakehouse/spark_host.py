@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from cryptolake.lakehouse.spark import build_spark_session, prepare_spark_environment
 from cryptolake.logging import configure_logging, get_logger
+from cryptolake.processes import environ_overlay
 from cryptolake.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -104,13 +105,12 @@ def attach_spark_session(settings: Settings) -> SparkSession | None:
         log.warning("spark host file left by a host that is gone: starting a Spark session here", file=str(path))
         return None
     prepare_spark_environment(settings)
-    saved = {key: os.environ.get(key) for key in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET")}
     # launch_gateway() connects to the gateway these name instead of starting a JVM. They are removed again at
     # once: a subprocess inheriting them (e.g. a dbt subprocess) would try to create a second SparkContext there.
-    os.environ["PYSPARK_GATEWAY_PORT"] = str(info["port"])
-    os.environ["PYSPARK_GATEWAY_SECRET"] = str(info["secret"])
+    gateway_env = {"PYSPARK_GATEWAY_PORT": str(info["port"]), "PYSPARK_GATEWAY_SECRET": str(info["secret"])}
     try:
-        gateway = launch_gateway()
+        with environ_overlay(gateway_env):
+            gateway = launch_gateway()
         jvm = gateway.jvm
         jsc = jvm.org.apache.spark.api.java.JavaSparkContext.fromSparkContext(
             jvm.org.apache.spark.SparkContext.getOrCreate()
@@ -125,12 +125,6 @@ def attach_spark_session(settings: Settings) -> SparkSession | None:
         SparkContext._gateway = None
         SparkContext._jvm = None
         return None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     log.info("attached to the spark host", app_id=info.get("app_id"), port=info["port"])
     return spark
 

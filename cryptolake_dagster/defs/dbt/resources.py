@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
 from cryptolake.lakehouse.spark import prepare_spark_environment
+from cryptolake.processes import environ_overlay
 from cryptolake.settings import Settings
 from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, dbt_cli_env, dbt_target_path, write_dbt_profile
 from cryptolake_dagster.resources import LakehouseConfig
@@ -60,21 +60,6 @@ def _parse(project: DbtProject) -> None:
         raise RuntimeError(f"dbt parse failed for {project.project_dir}:\n{result.stdout}{result.stderr}")
 
 
-@contextmanager
-def _environ_overlay(env: Mapping[str, str]) -> Iterator[None]:
-    """``env`` over ``os.environ`` inside the block (restored afterwards)."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class CryptoLakeDbtCliResource(DbtCliResource):
     """dagster-dbt's CLI resource whose dbt subprocesses run against the lakehouse.
 
@@ -104,5 +89,5 @@ class CryptoLakeDbtCliResource(DbtCliResource):
     def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
         # dagster-dbt builds the subprocess environment from os.environ (``cli`` takes no environment): ``env`` is
         # laid over it while the subprocess starts, and only then (runs execute their steps in one thread).
-        with _environ_overlay(self.env):
+        with environ_overlay(self.env):
             return super().cli(args, **kwargs)
