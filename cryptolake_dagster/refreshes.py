@@ -78,11 +78,10 @@ def refreshed_window(
         return None
     spans = []
     for record in pending.records:
-        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-        start, end = metadata.get(REFRESHED_FROM), metadata.get(REFRESHED_TO)
-        if start is None or end is None or not start.value or not end.value:
+        span = _span(record)
+        if span is None:
             return None  # that run rebuilt the day's bars in full
-        spans.append((_utc(str(start.value)), _utc(str(end.value))))
+        spans.append(span)
     return min(start for start, _ in spans), max(end for _, end in spans)
 
 
@@ -94,14 +93,18 @@ def refreshed_span(
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records
-    if not records or records[0].run_id != run_id or records[0].asset_materialization is None:
+    if not records or records[0].run_id != run_id:
         return None
-    metadata = records[0].asset_materialization.metadata
+    return _span(records[0])
+
+
+def _span(record: dg.EventLogRecord) -> tuple[datetime, datetime] | None:
+    """The refreshed span [from, to) a materialization names in its metadata (None: it names none)."""
+    metadata = record.asset_materialization.metadata if record.asset_materialization else {}
     start, end = metadata.get(REFRESHED_FROM), metadata.get(REFRESHED_TO)
     if start is None or end is None or not start.value or not end.value:
         return None
-    return _utc(str(start.value)), _utc(str(end.value))
-
-
-def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
+    return (
+        datetime.fromisoformat(str(start.value)).astimezone(UTC),
+        datetime.fromisoformat(str(end.value)).astimezone(UTC),
+    )

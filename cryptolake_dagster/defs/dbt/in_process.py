@@ -28,6 +28,7 @@ from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets,
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from cryptolake.logging import get_logger
+from cryptolake_dagster.defs.dbt.profile import project_sources
 
 log = get_logger(__name__)
 
@@ -35,7 +36,7 @@ log = get_logger(__name__)
 _LOGGED_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "EndOfRunSummary", "StatsLine"})
 _RESULT_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"})
 _lock = threading.Lock()
-_parsed: dict[tuple[str, str], Any] = {}  # (manifest file state, static vars) -> dbt Manifest
+_parsed: dict[tuple[str, str], Any] = {}  # (project files state, static vars) -> dbt Manifest
 
 
 class DbtBuildError(dg.Failure):
@@ -53,10 +54,7 @@ def _project_args(project: DbtProject, target_path: Path | None = None) -> list[
 
 def _sources_state(project_dir: Path) -> str:
     """The newest modification time of the project's files (a changed model must be parsed again)."""
-    sources = [project_dir / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
-        sources += (project_dir / folder).rglob("*")
-    return str(max(path.stat().st_mtime_ns for path in sources if path.is_file()))
+    return str(max(path.stat().st_mtime_ns for path in project_sources(project_dir)))
 
 
 def parsed_manifest(project: DbtProject, static_vars: Mapping[str, Any]) -> Any:

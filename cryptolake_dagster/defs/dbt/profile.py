@@ -31,6 +31,14 @@ DBT_APP_NAME = "cryptolake-dbt"
 _SPARK_ENV_KEYS = ("JAVA_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP")
 
 
+def project_sources(project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
+    """The files of the dbt project that its manifest is parsed from (project file, models, macros, tests)."""
+    sources = [project_dir / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources += (path for path in (project_dir / folder).rglob("*") if path.is_file())
+    return sources
+
+
 def default_profiles_dir(settings: Settings) -> Path:
     """Where the generated ``profiles.yml`` lives unless told otherwise: ``<state dir>/dbt``."""
     return settings.state_dir.resolve() / "dbt"

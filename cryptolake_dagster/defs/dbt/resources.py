@@ -16,7 +16,13 @@ from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from cryptolake.lakehouse.spark import prepare_spark_environment
 from cryptolake.processes import environ_overlay
 from cryptolake.settings import Settings
-from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, dbt_cli_env, dbt_target_path, write_dbt_profile
+from cryptolake_dagster.defs.dbt.profile import (
+    DBT_PROJECT_DIR,
+    dbt_cli_env,
+    dbt_target_path,
+    project_sources,
+    write_dbt_profile,
+)
 from cryptolake_dagster.resources import LakehouseConfig
 
 
@@ -38,10 +44,7 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     if not project.manifest_path.exists():
         return True
     written = project.manifest_path.stat().st_mtime
-    sources = [Path(project.project_dir) / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
-        sources += (Path(project.project_dir) / folder).rglob("*")
-    return any(path.is_file() and path.stat().st_mtime > written for path in sources)
+    return any(path.stat().st_mtime > written for path in project_sources(Path(project.project_dir)))
 
 
 def dbt_executable() -> str:
