@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         description="Run the Gold dbt build inside the run's process, on its Spark session (false: a dbt "
         "subprocess with a Spark of its own, as before).",
     )
+    dbt_threads: int = Field(
+        2,
+        ge=1,
+        description="dbt threads: models (and tests) dbt builds side by side on the Spark session; the rollups "
+        "of a refresh are small Spark jobs that wait mostly on commits, so 2 overlap them even on 2 cores.",
+    )
     spark_extra_jars: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra jars (paths) for every Spark session, comma separated."
     )

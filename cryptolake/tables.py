@@ -462,9 +462,12 @@ ALL_TABLES: Final = (
     QUALITY_ASSET_RUNS,
 )
 
+#: The Gold bar tables, shortest bar first (1m from Silver's bars, the others rolled up from them).
+GOLD_BAR_TABLES: Final = (GOLD_OHLCV_1M, GOLD_OHLCV_5M, GOLD_OHLCV_15M, GOLD_OHLCV_1H, GOLD_OHLCV_4H, GOLD_OHLCV_1D)
+
 #: Every Gold table dbt builds (the marts), for the code that treats all tables alike (table maintenance).
 GOLD_TABLES: Final = (
-    GOLD_OHLCV_1M, GOLD_OHLCV_5M, GOLD_OHLCV_15M, GOLD_OHLCV_1H, GOLD_OHLCV_4H, GOLD_OHLCV_1D, GOLD_COMPLETENESS_1M,
+    *GOLD_BAR_TABLES, GOLD_COMPLETENESS_1M,
     GOLD_COMPLETENESS_DAILY, GOLD_PRICE_DAILY, GOLD_MARKET_DAILY, GOLD_FUTURES_DAILY, GOLD_DIM_COIN, GOLD_DIM_DATE,
     GOLD_DIM_SYMBOL,
 )  # fmt: skip

@@ -45,7 +45,7 @@ BUILD_TIMEOUT_S = 480  # ~30 s on an idle 2-core machine; far more when other Sp
 
 # --- profile and parse ------------------------------------------------------------------------------------------
 def test_profile_carries_the_platform_spark_settings(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path / "state")
+    settings = Settings(state_dir=tmp_path / "state", dbt_threads=3)
     directory = write_dbt_profile(settings)
 
     assert directory == (tmp_path / "state" / "dbt").resolve()
@@ -57,7 +57,7 @@ def test_profile_carries_the_platform_spark_settings(tmp_path: Path) -> None:
         "method": "session",
         "host": "NA",
         "schema": "gold",
-        "threads": 1,
+        "threads": 3,
     }
     assert output["server_side_parameters"] == spark_conf(settings, "cryptolake-dbt")
     assert output["server_side_parameters"]["spark.sql.catalogImplementation"] == "in-memory"

@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtProject, dbt_assets, get_asset_key_for_model
 
+from cryptolake.tables import GOLD_BAR_TABLES, GOLD_COMPLETENESS_1M
 from cryptolake_dagster.defs.dbt.in_process import build_in_process
 from cryptolake_dagster.defs.dbt.resources import CryptoLakeDbtCliResource
 from cryptolake_dagster.defs.dbt.translator import CryptoLakeDbtTranslator
@@ -28,8 +29,12 @@ from cryptolake_dagster.partitions import daily_partitions, ranged_backfill_poli
 from cryptolake_dagster.quality.results import record_dbt_check_results
 from cryptolake_dagster.refreshes import refreshed_window
 
-#: Run before the other models (then tested) when a run builds them all: the 1-minute bars readers wait for.
-FIRST_MODELS = ("fct_completeness_1m", "fct_ohlcv_1m")
+#: Run before the other models, group after group, then tested, when a run builds them all: the bars readers wait
+#: for — the 1-minute bars (and the completeness they carry), then the bars rolled up from them.
+FIRST_MODELS = (
+    (GOLD_COMPLETENESS_1M.split(".")[-1], GOLD_BAR_TABLES[0].split(".")[-1]),
+    tuple(table.split(".")[-1] for table in GOLD_BAR_TABLES[1:]),
+)
 
 
 def partition_vars(start: datetime, end: datetime) -> dict[str, str]:

@@ -90,15 +90,16 @@ def build_in_process(
     project: DbtProject,
     static_vars: Mapping[str, Any],
     run_vars: Mapping[str, Any],
-    first: Sequence[str] = (),
+    first: Sequence[Sequence[str]] = (),
 ) -> Iterator[Any]:
     """``dbt build`` of the asset subset of ``context`` with ``run_vars`` over ``static_vars``, in this process;
     yields the Dagster events of its models (``Output``) and tests (``AssetCheckResult``), then raises
     :class:`DbtBuildError` when a node failed.
 
-    When the run selects every model, the models named in ``first`` run before everything else, then their tests,
-    then a build of the rest: what readers wait for most (the 1-minute bars) is committed before the tests, the
-    rollups and the daily models run, and a failed test of theirs still stops the models after them."""
+    When the run selects every model, the groups of models in ``first`` run before everything else, one group
+    after the other (dbt's threads run a group's models side by side), then their tests, then a build of the rest:
+    what readers wait for most (the bars) is committed before the tests and the daily models run, and a failed
+    test of theirs still stops the models after them."""
     manifest_json, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
     selection, indirect = get_subset_selection_for_context(
         context=context,
@@ -110,7 +111,12 @@ def build_in_process(
         current_dbt_indirect_selection_env=None,
     )
     if first and not selection:  # run `first`, then gate on their tests as dbt build would, then build the rest
-        phases = [["run", "--select", *first], ["test", "--select", *first], ["build", "--exclude", *first]]
+        models = [model for group in first for model in group]
+        phases = [
+            *(["run", "--select", *group] for group in first),
+            ["test", "--select", *models],
+            ["build", "--exclude", *models],
+        ]
     else:
         phases = [["build", *(["--indirect-selection", indirect] if indirect else []), *selection]]
     # Each build writes its artifacts (compiled SQL, run_results.json) into a folder of its own: runs may overlap.
@@ -147,13 +153,17 @@ def _invoke(
     # A build compiles into the manifest's nodes (ephemeral CTEs injected, compiled SQL kept): each gets a copy.
     manifest = parsed_manifest(project, static_vars).deepcopy()
     results: list[dict[str, Any]] = []
+    events_lock = threading.Lock()  # dbt calls back from each of its threads
 
     def on_event(event: Any) -> None:
         name = event.info.name
-        if name in _RESULT_EVENTS:
-            results.append(msg_to_dict(event))
-        if name in _LOGGED_EVENTS:
-            context.log.info(event.info.msg)
+        if name not in _RESULT_EVENTS and name not in _LOGGED_EVENTS:
+            return
+        with events_lock:
+            if name in _RESULT_EVENTS:
+                results.append(msg_to_dict(event))
+            if name in _LOGGED_EVENTS:
+                context.log.info(event.info.msg)
 
     started = time.monotonic()
     command = [args[0], "--quiet", *_project_args(project, target_path), *args[1:]]

@@ -70,7 +70,7 @@ def dbt_profile(settings: Settings) -> dict[str, object]:
                     "method": "session",
                     "host": "NA",
                     "schema": "gold",
-                    "threads": 1,
+                    "threads": settings.dbt_threads,
                     "server_side_parameters": parameters,
                 }
             },
