@@ -115,8 +115,8 @@ class Settings(BaseSettings):
     dbt_threads: int = Field(
         2,
         ge=1,
-        description="dbt threads: models (and tests) dbt builds side by side on the Spark session; the rollups "
-        "of a refresh are small Spark jobs that wait mostly on commits, so 2 overlap them even on 2 cores.",
+        description="dbt threads: models (and tests) dbt builds side by side on the Spark session (a refresh's "
+        "five rollups: 2 threads measured as fast as 6 on 2 cores, see docs/benchmarks.md).",
     )
     spark_extra_jars: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra jars (paths) for every Spark session, comma separated."
