@@ -75,7 +75,7 @@ def ingested_with_holes(settings, broker, tmp_path_factory):
     faults = Faults(skip_every=SKIP_EVERY)
     with (
         run_in_thread(mode="replay", replay_file=recording, speed=0, wait_for_subscriber=True, faults=faults) as sim,
-        run_in_thread(mode="synthetic", symbols=("BNBUSDT",), rate=0.0) as empty_rest,
+        run_in_thread(mode="synthetic", symbols=("BNBUSDT",), max_trades=0) as empty_rest,  # no trades at all
     ):
         producer = subprocess.Popen(
             [sys.executable, "-m", "streaming.producer", "--ws-url", sim.url, "--rest-url", empty_rest.rest_url,
@@ -186,7 +186,7 @@ def test_a_repair_that_rest_cannot_serve_fails_by_name_and_writes_nothing(settin
     from cryptolake_dagster.definitions import build_definitions
 
     before = len(_rows(settings, BRONZE_TRADES_BACKFILL.identifier))
-    with run_in_thread(mode="synthetic", symbols=("BNBUSDT",), rate=0.0) as elsewhere:
+    with run_in_thread(mode="synthetic", symbols=("BNBUSDT",), max_trades=0) as elsewhere:
         defs = build_definitions(settings.model_copy(update={"binance_rest_url": elsewhere.rest_url}))
         result = defs.get_job_def("repair_day").execute_in_process(
             partition_key=DAY.date().isoformat(), raise_on_error=False
