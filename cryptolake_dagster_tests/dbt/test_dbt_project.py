@@ -19,7 +19,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,12 @@ def test_dbt_parse(tmp_path: Path) -> None:
         name for name in models if name.startswith(("stg_", "int_"))
     }
     fct = models["fct_ohlcv_1h"]["config"]
-    assert (fct["file_format"], fct["incremental_strategy"], fct["unique_key"]) == ("iceberg", "merge", list(KEY))
+    assert (fct["file_format"], fct["incremental_strategy"], fct["partition_by"]) == (
+        "iceberg", "insert_overwrite", ["days(hour)"]
+    )  # fmt: skip
+    overwritten = {name for name, m in models.items() if m["config"].get("incremental_strategy") == "insert_overwrite"}
+    assert overwritten == {"fct_ohlcv_1m", "fct_ohlcv_5m", "fct_ohlcv_15m", "fct_ohlcv_1h", "fct_ohlcv_4h",
+                           "fct_ohlcv_1d", "fct_completeness_1m"}  # fmt: skip
     tests = {n["name"] for n in nodes.values() if n["resource_type"] == "test"}
     assert {
         "not_null_fct_ohlcv_1h_exchange", "not_null_fct_ohlcv_1h_market", "not_null_fct_ohlcv_1h_symbol",
@@ -295,17 +300,16 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
         for market, symbol in (("spot", "BTCUSDT"), ("spot", "ETHUSDT"), ("usdm_futures", "BTCUSDT"))
     )
 
-    # Silver changes around the window [23:30, 02:30) of the next run.
-    lo, hi = datetime(2024, 3, 1, 23, 30, tzinfo=UTC), datetime(2024, 3, 2, 2, 30, tzinfo=UTC)
+    # Silver changes around the window [00:30, 02:30) of 2024-03-02 of the next run.
+    lo, hi = datetime(2024, 3, 2, 0, 30, tzinfo=UTC), datetime(2024, 3, 2, 2, 30, tzinfo=UTC)
+    day = lo.date()
     inside = _change_minute(bars, datetime(2024, 3, 2, 1, 17, tzinfo=UTC), "spot", "BTCUSDT")
-    before_lo = _change_minute(bars, datetime(2024, 3, 1, 23, 5, tzinfo=UTC), "spot", "ETHUSDT")
     after_hi = _change_minute(bars, datetime(2024, 3, 2, 2, 35, tzinfo=UTC), "usdm_futures", "BTCUSDT")
+    day_before = _change_minute(bars, datetime(2024, 3, 1, 23, 5, tzinfo=UTC), "spot", "ETHUSDT")
     outside = _change_minute(bars, datetime(2024, 3, 1, 22, 20, tzinfo=UTC), "spot", "BTCUSDT")
-    assert _hour(inside) == datetime(2024, 3, 2, 1, tzinfo=UTC)
-    assert _hour(before_lo) == _hour(lo) and before_lo < lo  # in the window's first hour, before its start
-    assert _hour(after_hi) == _hour(hi) and after_hi >= hi  # in the window's last hour, after its end
-    assert _hour(outside) == datetime(2024, 3, 1, 22, tzinfo=UTC)
-    new_symbol = dict(bars[0], symbol="SOLUSDT", minute=datetime(2024, 3, 2, 0, 5, tzinfo=UTC))  # insert in window
+    assert inside.date() == after_hi.date() == day and after_hi >= hi  # the window's day, after its end too
+    assert day_before.date() == outside.date() < day  # the day before the window
+    new_symbol = dict(bars[0], symbol="SOLUSDT", minute=datetime(2024, 3, 2, 0, 5, tzinfo=UTC))  # before lo
     new_hour = dict(bars[0], minute=datetime(2024, 3, 2, 3, 5, tzinfo=UTC))  # a new hour after the window
     for extra in (new_symbol, new_hour):
         extra["first_agg_trade_id"] = extra["last_agg_trade_id"] = 9_000_000
@@ -313,26 +317,27 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
     silver.overwrite(pa.Table.from_pylist(bars, schema=arrow_schema))
     expected_v2 = _expected_hours(bars)
 
-    # 2. An incremental run with an overlapping, unaligned window (ISO 'T' / 'Z'): every hour STARTING in
-    #    [23:30, 02:30) - 23:00 is not, but date_trunc(min_date) = 23:00 is - is recomputed from all its minutes.
-    window = {"min_date": "2024-03-01T23:30:00Z", "max_date": "2024-03-02T02:30:00Z"}
+    # 2. An incremental run with an unaligned window (ISO 'T' / 'Z') inside 2024-03-02: every hour of every UTC
+    #    day the window touches is recomputed from all its minutes and overwrites that day; other days stay.
+    window = {"min_date": "2024-03-02T00:30:00Z", "max_date": "2024-03-02T02:30:00Z"}
     timings.append(_dbt_build(settings, tmp_path, window, "--select", "+fct_ohlcv_1h"))  # the model and its tests
     second = _by_key(_gold_rows(settings, FCT))
-    rebuilt = {k for k in expected_v2 if _hour(lo) <= k[3] < hi}
-    assert {k[3].hour for k in rebuilt} == {23, 0, 1, 2}
+    rebuilt = {k for k in expected_v2 if k[3].date() == day}
+    assert {k[3].hour for k in rebuilt} == {0, 1, 2, 3}
     assert {k: second[k] for k in rebuilt} == {k: expected_v2[k] for k in rebuilt}  # updated + inserted, in full
     assert {k: v for k, v in second.items() if k not in rebuilt} == {
-        k: v for k, v in expected_v1.items() if k not in rebuilt
-    }  # the 22:00 change and the 03:00 hour are outside the window: untouched / not inserted
+        k: v for k, v in expected_v1.items() if k[3].date() != day
+    }  # the changes of 2024-03-01 are outside the window's day: untouched
     changed = {k for k in rebuilt if expected_v2[k] != expected_v1.get(k)}
     assert changed == {
         ("binance", "spot", "BTCUSDT", _hour(inside)),
-        ("binance", "spot", "ETHUSDT", _hour(before_lo)),
         ("binance", "usdm_futures", "BTCUSDT", _hour(after_hi)),
         ("binance", "spot", "SOLUSDT", _hour(new_symbol["minute"])),
+        (new_hour["exchange"], new_hour["market"], new_hour["symbol"], _hour(new_hour["minute"])),
     }
     assert {k: second[k] for k in rebuilt - changed} == {k: first[k] for k in rebuilt - changed}  # idempotent
-    assert len(second) == len(first) + 1
+    assert len(second) == len(first) + 2
+    assert second != expected_v2  # the day before kept its old hours
 
     for leftover in ("metastore_db", "derby.log", "spark-warehouse"):
         assert not (tmp_path / leftover).exists(), f"dbt-spark created {leftover} in its working directory"
@@ -341,7 +346,7 @@ def test_dbt_build_incremental_merge(tmp_path: Path) -> None:
 
 def test_gold_table_of_the_previous_version_gains_the_new_bar_columns(tmp_path: Path) -> None:
     """A gold.fct_ohlcv_1h built before agg_trade_count / taker_buy_quote_volume existed: the next incremental run
-    appends the columns (on_schema_change) and fills them for the hours it rebuilds; the other rows keep their values."""
+    appends the columns (on_schema_change) and fills them for the day it rebuilds; the other rows keep their values."""
     settings = Settings(state_dir=tmp_path / "state", spark_shuffle_partitions=1)
     prepare_spark_environment(settings)
     catalog = get_catalog(settings)
@@ -363,7 +368,7 @@ def test_gold_table_of_the_previous_version_gains_the_new_bar_columns(tmp_path: 
     expected = _expected_hours(bars)
     assert set(after) == set(before) == set(expected)
     for key, row in after.items():
-        if key[3] == datetime(2024, 3, 2, 0, tzinfo=UTC):  # rebuilt: every column, the new ones included
+        if key[3].date() == date(2024, 3, 2):  # the window's day, rebuilt: every column, the new ones included
             assert row == expected[key]
         else:  # untouched: the old values, null in the new columns
             assert row == {**before[key], **dict.fromkeys(new_columns)}

@@ -1,42 +1,12 @@
 {#-
     Bars of any length rolled up from Silver's 1-minute bars, aligned to UTC like Binance's klines (a bar of N
     seconds starts at a multiple of N seconds since the epoch: 4h bars at 00, 04, ... UTC, 1d bars at 00:00 UTC),
-    with the completeness of the minutes they contain (gold.fct_completeness_1m).
+    with the completeness of the minutes they contain (gold.fct_completeness_1m). Incremental runs rebuild every
+    bar of every UTC day the window [min_date, max_date) touches.
 -#}
 
 {% macro bucket_start(ts, seconds) -%}
     timestamp_seconds(floor(unix_seconds({{ ts }}) / {{ seconds }}) * {{ seconds }})
-{%- endmacro %}
-
-
-{% macro minutes_of_window_buckets(minute_column, seconds) -%}
-    {#- Every minute of every bar starting in the window [min_date, max_date) (prunes by minute). -#}
-    {%- set lo = window_bound('min_date') -%}
-    {%- set hi = window_bound('max_date') -%}
-    {%- set conditions = [] -%}
-    {%- if lo is not none -%}
-        {%- do conditions.append(minute_column ~ " >= " ~ bucket_start(lo, seconds)) -%}
-    {%- endif -%}
-    {%- if hi is not none -%}
-        {%- do conditions.append(minute_column ~ " < " ~ bucket_start(hi ~ " - interval 1 microsecond", seconds)
-                                 ~ " + interval " ~ seconds ~ " seconds") -%}
-    {%- endif -%}
-    {{ return(conditions | join(' and ') if conditions else 'true') }}
-{%- endmacro %}
-
-
-{% macro window_buckets(bucket_column, seconds) -%}
-    {#- MERGE predicates (a list): the bars starting in the window. -#}
-    {%- set lo = window_bound('min_date') -%}
-    {%- set hi = window_bound('max_date') -%}
-    {%- set conditions = [] -%}
-    {%- if lo is not none -%}
-        {%- do conditions.append(bucket_column ~ " >= " ~ bucket_start(lo, seconds)) -%}
-    {%- endif -%}
-    {%- if hi is not none -%}
-        {%- do conditions.append(bucket_column ~ " < " ~ hi) -%}
-    {%- endif -%}
-    {{ return(conditions) }}
 {%- endmacro %}
 
 
@@ -45,7 +15,7 @@ with minutes as (
     select *, {{ bucket_start('minute', seconds) }} as bucket
     from {{ ref('stg_silver__ohlcv_1m') }}
     {% if is_incremental() %}
-    where {{ minutes_of_window_buckets('minute', seconds) }}
+    where {{ in_window_days('minute') }}
     {% endif %}
 ),
 
@@ -58,7 +28,7 @@ completeness as (
         count_if(not complete) as incomplete_minutes
     from {{ ref('fct_completeness_1m') }}
     {% if is_incremental() %}
-    where {{ minutes_of_window_buckets('minute', seconds) }}
+    where {{ in_window_days('minute') }}
     {% endif %}
     group by 1, 2, 3, 4
 ),
@@ -101,16 +71,23 @@ left join completeness c
 {%- endmacro %}
 
 
-{% macro bars_config(seconds, time_column='open_time') -%}
-    {#- The config of a bars model (use as config(**bars_config(N))): incremental MERGE on the grain, rebuilding
-        the bars that start in the window, partitioned by day. -#}
+{% macro day_overwrite_config(day_column) -%}
+    {#- The config of a minute-grain Gold model (use as config(**day_overwrite_config('open_time'))): partitioned by
+        day, incremental by rebuilding every UTC day the window touches from all of its minutes and overwriting those
+        partitions (insert overwrite, dynamic). One overwrite costs well under half of a MERGE on the grain of a few
+        minutes (benchmarks/rollup_write_benchmark.py), and a refresh's cost stays that of one day at most. -#}
     {{ return({
         'materialized': 'incremental',
-        'incremental_strategy': 'merge',
-        'unique_key': ['exchange', 'market', 'symbol', time_column],
-        'merge_window': {'column': time_column, 'span': 'buckets', 'seconds': seconds},
+        'incremental_strategy': 'insert_overwrite',
         'on_schema_change': 'append_new_columns',
         'file_format': 'iceberg',
-        'partition_by': ['days(' ~ time_column ~ ')'],
+        'partition_by': ['days(' ~ day_column ~ ')'],
     }) }}
+{%- endmacro %}
+
+
+{% macro bars_config(seconds, time_column='open_time') -%}
+    {#- The config of a rolled-up bars model (use as config(**bars_config(N))): every bar length divides a day, so
+        a day's bars come from that day's minutes alone and the model overwrites the days the window touches. -#}
+    {{ return(day_overwrite_config(time_column)) }}
 {%- endmacro %}

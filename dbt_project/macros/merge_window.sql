@@ -4,7 +4,6 @@
     An incremental model declares the column its MERGE may prune the target on and how the window covers it:
         merge_window={'column': 'open_time', 'span': 'rows'}       the rows inside [min_date, max_date)
         merge_window={'column': 'day', 'span': 'days'}             every whole UTC day the window touches
-        merge_window={'column': 'open_time', 'span': 'buckets', 'seconds': 3600}   the bars starting in it
     dbt renders config() values once, when it parses; runs reuse one parsed manifest (the dbt asset runs dbt in
     the run's process with it), so predicates written into `incremental_predicates` would keep the window of the
     parse instead of the run's.
@@ -19,10 +18,8 @@
         {{ return(window_predicates(column)) }}
     {%- elif spec['span'] == 'days' -%}
         {{ return(window_days(column)) }}
-    {%- elif spec['span'] == 'buckets' -%}
-        {{ return(window_buckets(column, spec['seconds'])) }}
     {%- endif -%}
-    {{ exceptions.raise_compiler_error("merge_window span must be rows, days or buckets, not " ~ spec['span']) }}
+    {{ exceptions.raise_compiler_error("merge_window span must be rows or days, not " ~ spec['span']) }}
 {%- endmacro %}
 
 

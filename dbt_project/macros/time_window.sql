@@ -84,14 +84,16 @@
 {%- endmacro %}
 
 
-{% macro window_days(column) -%}
+{% macro window_days(column, lookback=none) -%}
     {#- Predicates (a list) on a timestamp or date column: every whole UTC day the window touches (a refresh's
-        window of a few minutes rebuilds their whole day in the daily models; a day-aligned window is unchanged). -#}
+        window of a few minutes rebuilds their whole day in the daily models; a day-aligned window is unchanged),
+        the lower bound moved back by `lookback` (a Spark interval, e.g. '1 day') when given. -#}
     {%- set lo = window_bound('min_date') -%}
     {%- set hi = window_bound('max_date') -%}
     {%- set conditions = [] -%}
     {%- if lo is not none -%}
-        {%- do conditions.append(column ~ " >= date_trunc('DAY', " ~ lo ~ ")") -%}
+        {%- do conditions.append(column ~ " >= date_trunc('DAY', " ~ lo ~ ")"
+                                 ~ (" - interval " ~ lookback if lookback else "")) -%}
     {%- endif -%}
     {%- if hi is not none -%}
         {%- do conditions.append(column ~ " < date_trunc('DAY', " ~ hi ~ " - interval 1 microsecond) + interval 1 day") -%}
@@ -100,8 +102,8 @@
 {%- endmacro %}
 
 
-{% macro in_window_days(column) -%}
+{% macro in_window_days(column, lookback=none) -%}
     {#- Filter on a timestamp column: every whole UTC day the window touches (see window_days). -#}
-    {%- set conditions = window_days(column) -%}
+    {%- set conditions = window_days(column, lookback) -%}
     {{ return(conditions | join(' and ') if conditions else 'true') }}
 {%- endmacro %}

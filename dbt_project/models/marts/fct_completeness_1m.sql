@@ -12,24 +12,15 @@
     none extra), and the kline (when there is one) matches. `status` says why a minute is not complete; it is
     'complete' exactly when `complete` is true ('extra_trades': more trades than their ids span, e.g. after a late
     trade with an out-of-order id).
-    Incremental MERGE on the grain over the window [min_date, max_date) passed by the orchestrator.
+    Incremental: every UTC day the window [min_date, max_date) passed by the orchestrator touches is rebuilt and
+    overwritten (day_overwrite_config, macros/bars.sql).
 -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['exchange', 'market', 'symbol', 'minute'],
-        merge_window={'column': 'minute', 'span': 'rows'},
-        on_schema_change='append_new_columns',
-        file_format='iceberg',
-        partition_by=['days(minute)'],
-    )
-}}
+{{ config(**day_overwrite_config('minute')) }}
 
 with bars as (
     -- the window's bars and up to a day before it: the previous bar of the window's first minute
     select * from {{ ref('stg_silver__ohlcv_1m') }}
-    where {{ in_window('minute', lookback="'1' day") }}
+    where {{ in_window_days('minute', lookback="'1' day") }}
 ),
 
 continuity as (
@@ -46,12 +37,12 @@ continuity as (
 ),
 
 window_bars as (
-    select * from continuity where {{ in_window('minute') }}
+    select * from continuity where {{ in_window_days('minute') }}
 ),
 
 klines as (
     select * from {{ ref('stg_bronze__binance_klines_1m') }}
-    where {{ in_window('minute') }}
+    where {{ in_window_days('minute') }}
 ),
 
 joined as (

@@ -1,23 +1,14 @@
 {#-
     1-minute bars as Gold serves them: Silver's bars with their completeness (gold.fct_completeness_1m), one row per
-    (exchange, market, symbol, minute). Incremental MERGE on the grain over the window [min_date, max_date).
+    (exchange, market, symbol, minute). Incremental: every UTC day the window [min_date, max_date) touches is
+    rebuilt and overwritten (day_overwrite_config, macros/bars.sql).
 -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['exchange', 'market', 'symbol', 'open_time'],
-        merge_window={'column': 'open_time', 'span': 'rows'},
-        on_schema_change='append_new_columns',
-        file_format='iceberg',
-        partition_by=['days(open_time)'],
-    )
-}}
+{{ config(**day_overwrite_config('open_time')) }}
 
 with minutes as (
     select * from {{ ref('stg_silver__ohlcv_1m') }}
     {% if is_incremental() %}
-    where {{ in_window('minute') }}
+    where {{ in_window_days('minute') }}
     {% endif %}
 ),
 
@@ -25,7 +16,7 @@ completeness as (
     select exchange, market, symbol, minute, complete, status
     from {{ ref('fct_completeness_1m') }}
     {% if is_incremental() %}
-    where {{ in_window('minute') }}
+    where {{ in_window_days('minute') }}
     {% endif %}
 )
 
