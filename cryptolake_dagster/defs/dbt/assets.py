@@ -56,7 +56,7 @@ def gold_dbt_assets(
     )
     def gold_dbt_models(context: dg.AssetExecutionContext, dbt: CryptoLakeDbtCliResource) -> Iterator[Any]:
         """Build the Gold models for the run's day or range of days: one ``dbt build`` over the whole window
-        (incremental MERGE models re-run idempotently)."""
+        (incremental models re-run idempotently: day overwrites and MERGEs)."""
         # A refresh rebuilds the bars and days of the minutes Silver refreshed since the incremental models were
         # last built (this run's, and those of runs whose Gold step failed); else the whole window.
         gold_keys = [key for key in incremental_keys if key in context.selected_asset_keys]

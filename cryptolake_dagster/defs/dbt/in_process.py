@@ -5,7 +5,8 @@ run's own session (JVM up, Iceberg catalog loaded), so a build starts no JVM and
 is parsed once per process and reused by every build (dbt reparses the whole project whenever ``--vars`` change,
 and every run has its own window): it is parsed with the vars that stay the same from run to run, and each build
 passes the run's window as ``--vars``. Models read the window with ``var()`` when they are compiled, at build time;
-the target-side MERGE predicates come from ``merge_window`` (``macros/merge_window.sql``), also at build time.
+the daily models' target-side MERGE predicates come from ``merge_window`` (``macros/merge_window.sql``), also at build
+time.
 
 dbt's result events are turned into Dagster events by dagster-dbt (``DbtCoreCliEventMessage``), exactly as for a
 dbt subprocess, and the run's asset subset is selected the same way (``get_subset_selection_for_context``).
