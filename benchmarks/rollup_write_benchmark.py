@@ -146,13 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(state_dir.parent, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, state_dir: Path) -> int:
-    from cryptolake.lakehouse.spark import build_spark_session
-    from cryptolake.settings import Settings
-
-    settings = Settings(state_dir=state_dir, profile="local", catalog_uri=None, warehouse=None)
-    log(f"lakehouse in {state_dir}; starting Spark (not timed)")
-    spark = build_spark_session(settings, "cryptolake-rollup-benchmark")
+def measure(spark: SparkSession, args: argparse.Namespace) -> dict[tuple[str, int], list[float]] | None:
+    """The timed rounds: seconds per (strategy, tables at a time); None when the two strategies' tables differ."""
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")  # as dbt-spark sets it
     spark.sql("create namespace if not exists bench")
     spark.sql(f"create table bench.minutes using iceberg partitioned by (days(minute)) as "
@@ -186,9 +181,24 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         )
         if merged != overwritten:
             log(f"FAILED: bars_{name} differs between MERGE and overwrite")
-            return 1
+            return None
     log("every bar table holds the same rows with both strategies")
-    spark.stop()
+    return times
+
+
+def run(args: argparse.Namespace, state_dir: Path) -> int:
+    from cryptolake.lakehouse.spark import build_spark_session
+    from cryptolake.settings import Settings
+
+    settings = Settings(state_dir=state_dir, profile="local", catalog_uri=None, warehouse=None)
+    log(f"lakehouse in {state_dir}; starting Spark (not timed)")
+    spark = build_spark_session(settings, "cryptolake-rollup-benchmark")
+    try:
+        times = measure(spark, args)
+    finally:
+        spark.stop()
+    if times is None:
+        return 1
 
     median = {key: statistics.median(values) for key, values in times.items()}
     rows = [

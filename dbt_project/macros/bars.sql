@@ -74,7 +74,8 @@ left join completeness c
 {% macro day_overwrite_config(day_column) -%}
     {#- The config of a minute-grain Gold model (use as config(**day_overwrite_config('open_time'))): partitioned by
         day, incremental by rebuilding every UTC day the window touches from all of its minutes and overwriting those
-        partitions (insert overwrite, dynamic). One overwrite costs well under half of a MERGE on the grain of a few
+        partitions (insert overwrite, dynamic). Every bar length divides a day, so a day's bars come from that day's
+        minutes alone. One overwrite costs well under half of a MERGE on the grain of a few
         minutes (benchmarks/rollup_write_benchmark.py), and a refresh's cost stays that of one day at most. -#}
     {{ return({
         'materialized': 'incremental',
@@ -85,9 +86,3 @@ left join completeness c
     }) }}
 {%- endmacro %}
 
-
-{% macro bars_config(seconds, time_column='open_time') -%}
-    {#- The config of a rolled-up bars model (use as config(**bars_config(N))): every bar length divides a day, so
-        a day's bars come from that day's minutes alone and the model overwrites the days the window touches. -#}
-    {{ return(day_overwrite_config(time_column)) }}
-{%- endmacro %}

@@ -6,6 +6,6 @@
     rebuilds every hour of every UTC day the window touches from all of its minutes and overwrites those days(hour)
     partitions. Without the vars, or on the first run / --full-refresh, every hour is (re)built.
 -#}
-{{ config(**bars_config(3600, time_column='hour')) }}
+{{ config(**day_overwrite_config('hour')) }}
 
 {{ rollup_bars(3600, time_column='hour') }}

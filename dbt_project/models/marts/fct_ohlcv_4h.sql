@@ -1,4 +1,4 @@
 -- 4h OHLCV bars per (exchange, market, symbol), rolled up from Silver 1-minute bars (macros/bars.sql).
-{{ config(**bars_config(14400)) }}
+{{ config(**day_overwrite_config('open_time')) }}
 
 {{ rollup_bars(14400) }}

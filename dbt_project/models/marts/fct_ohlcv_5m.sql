@@ -1,4 +1,4 @@
 -- 5m OHLCV bars per (exchange, market, symbol), rolled up from Silver 1-minute bars (macros/bars.sql).
-{{ config(**bars_config(300)) }}
+{{ config(**day_overwrite_config('open_time')) }}
 
 {{ rollup_bars(300) }}
