@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         description="dbt threads: models (and tests) dbt builds side by side on the Spark session (a refresh's "
         "five rollups: 2 threads measured as fast as 6 on 2 cores, see docs/benchmarks.md).",
     )
+    dbt_shuffle_partitions: int = Field(
+        1,
+        ge=1,
+        description="spark.sql.shuffle.partitions of dbt's statements (Gold reads minute and daily bars: a "
+        "handful of rows next to Silver's trades, see docs/benchmarks.md).",
+    )
     spark_extra_jars: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra jars (paths) for every Spark session, comma separated."
     )

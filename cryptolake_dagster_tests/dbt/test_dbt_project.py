@@ -33,7 +33,13 @@ from cryptolake.lakehouse.catalog import get_catalog
 from cryptolake.lakehouse.spark import prepare_spark_environment, spark_conf
 from cryptolake.settings import Settings
 from cryptolake.tables import SILVER_OHLCV_1M
-from cryptolake_dagster.defs.dbt.profile import DBT_PROJECT_DIR, PROFILE_NAME, dbt_env, write_dbt_profile
+from cryptolake_dagster.defs.dbt.profile import (
+    DBT_PROJECT_DIR,
+    PROFILE_NAME,
+    dbt_env,
+    dbt_statement_conf,
+    write_dbt_profile,
+)
 
 FCT = "gold.fct_ohlcv_1h"
 DIM = "gold.dim_symbol"
@@ -59,7 +65,9 @@ def test_profile_carries_the_platform_spark_settings(tmp_path: Path) -> None:
         "schema": "gold",
         "threads": 3,
     }
-    assert output["server_side_parameters"] == spark_conf(settings, "cryptolake-dbt")
+    assert output["server_side_parameters"] == spark_conf(settings, "cryptolake-dbt") | dbt_statement_conf(settings)
+    assert output["server_side_parameters"]["spark.sql.shuffle.partitions"] == "1"  # dbt's own, not Silver's 4
+    assert output["server_side_parameters"]["spark.sql.adaptive.enabled"] == "false"
     assert output["server_side_parameters"]["spark.sql.catalogImplementation"] == "in-memory"
     assert output["server_side_parameters"]["spark.sql.defaultCatalog"] == settings.catalog_name
 

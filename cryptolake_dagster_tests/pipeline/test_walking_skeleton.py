@@ -119,6 +119,20 @@ def built(ingested):
     return job.execute_in_process(partition_key=DAY.date().isoformat())
 
 
+def test_the_gold_build_hands_the_session_back_with_its_settings(built, settings) -> None:
+    """dbt sets its own statement settings on the run's Spark session; the next run of the process (Silver first)
+    must find the session's settings again, not dbt's single shuffle partition."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    assert built.success
+    assert SparkContext._active_spark_context is not None, "the run's Spark session was stopped"
+    conf = SparkSession.builder.getOrCreate().conf
+    assert conf.get("spark.sql.shuffle.partitions") == str(settings.spark_shuffle_partitions)
+    assert conf.get("spark.sql.adaptive.enabled") == "true"
+    assert conf.get("spark.sql.optimizer.dynamicPartitionPruning.enabled") == "true"
+
+
 def test_bronze_holds_every_trade_once_with_exact_decimals(ingested, settings) -> None:
     ingested, _ = ingested
     rows = _rows(settings, BRONZE_TRADES.identifier)

@@ -14,12 +14,13 @@ dbt subprocess, and the run's asset subset is selected the same way (``get_subse
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets,
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from cryptolake.logging import get_logger
-from cryptolake_dagster.defs.dbt.profile import project_sources
+from cryptolake_dagster.defs.dbt.profile import DBT_STATEMENT_KEYS, project_sources
 
 log = get_logger(__name__)
 
@@ -123,6 +124,47 @@ def build_in_process(
     # Each build writes its artifacts (compiled SQL, run_results.json) into a folder of its own: runs may overlap.
     target_path = Path(project.target_path) / "builds" / context.run_id
     vars_arg = json.dumps({**static_vars, **run_vars}, sort_keys=True)
+    # dbt sets its statement settings on the session it shares with the run (and, without a Spark host, with
+    # every later run of this process): they are put back when the build ends.
+    with _session_conf_restored(DBT_STATEMENT_KEYS):
+        yield from _build_phases(
+            context, project, static_vars, phases, vars_arg, manifest_json, translator, target_path
+        )
+    shutil.rmtree(target_path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _session_conf_restored(keys: Iterable[str]) -> Iterator[None]:
+    """Put the values of ``keys`` in this process's Spark session back as they were (unset if they were) on exit;
+    nothing when the process has no session yet (dbt's first statement then creates it with its own settings)."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    if SparkContext._active_spark_context is None:
+        yield
+        return
+    conf = SparkSession.builder.getOrCreate().conf
+    saved = {key: conf.get(key, None) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                conf.unset(key)
+            else:
+                conf.set(key, value)
+
+
+def _build_phases(
+    context: dg.AssetExecutionContext,
+    project: DbtProject,
+    static_vars: Mapping[str, Any],
+    phases: Sequence[Sequence[str]],
+    vars_arg: str,
+    manifest_json: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+    target_path: Path,
+) -> Iterator[Any]:
     for phase in phases:
         command = [phase[0], "--vars", vars_arg, *phase[1:]]
         results, outcome = _invoke(context, project, static_vars, command, target_path)
@@ -136,7 +178,6 @@ def build_in_process(
                 description=f"dbt build failed (artifacts in {target_path}):\n"
                 + "\n".join(lines or ["(no node failed; see the run's dbt log)"])
             )
-    shutil.rmtree(target_path, ignore_errors=True)
 
 
 def _invoke(

@@ -58,9 +58,31 @@ def _jinja_literal(value: str) -> str:
     return value
 
 
+def dbt_statement_conf(settings: Settings) -> dict[str, str]:
+    """Spark SQL settings of dbt's statements, over :func:`~cryptolake.lakehouse.spark.spark_conf`.
+
+    Gold's statements read minute and daily bars (at most a day of minutes per symbol in a refresh), so Spark's
+    per-statement planning outweighs their work: adaptive execution and dynamic partition pruning re-plan what one
+    small shuffle partition does at once (about a quarter less time per Gold write on 2 cores, see
+    docs/benchmarks.md). Partition overwrites replace only the partitions written (``insert_overwrite``). A build in
+    the run's process puts the session's own values back afterwards (``in_process``)."""
+    return _STATEMENT_CONF | {"spark.sql.shuffle.partitions": str(settings.dbt_shuffle_partitions)}
+
+
+_STATEMENT_CONF = {
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.optimizer.dynamicPartitionPruning.enabled": "false",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+}
+#: The keys :func:`dbt_statement_conf` sets.
+DBT_STATEMENT_KEYS = (*_STATEMENT_CONF, "spark.sql.shuffle.partitions")
+
+
 def dbt_profile(settings: Settings) -> dict[str, object]:
-    """The ``profiles.yml`` content: profile ``cryptolake``, target ``local``, Spark settings from spark.py."""
-    parameters = {key: _jinja_literal(str(value)) for key, value in spark_conf(settings, DBT_APP_NAME).items()}
+    """The ``profiles.yml`` content: profile ``cryptolake``, target ``local``, Spark settings from spark.py with
+    :func:`dbt_statement_conf` over them."""
+    conf = spark_conf(settings, DBT_APP_NAME) | dbt_statement_conf(settings)
+    parameters = {key: _jinja_literal(str(value)) for key, value in conf.items()}
     return {
         PROFILE_NAME: {
             "target": TARGET_NAME,
