@@ -7,13 +7,15 @@ the days the window touches — side by side in one Spark session.
    * **before**: the bars starting in the window's buckets, rolled up from their minutes, MERGEd on
      (symbol, open_time) with the window on the target side — what the rollup models did before;
    * **now**: every bar of the window's day, rolled up from all of its minutes, written with ``INSERT OVERWRITE``
-     (dynamic partition overwrite) — what ``dbt_project/macros/bars.sql`` does now.
+     (dynamic partition overwrite) — what ``dbt_project/macros/bars.sql`` does now;
+   * **now, dbt's settings**: the same overwrite with dbt's statement settings (``dbt_statement_conf``: no
+     adaptive execution, one shuffle partition), as dbt runs it.
    Each round writes the five tables one after the other, then two at a time (``CRYPTOLAKE_DBT_THREADS``' default),
-   for both strategies, in alternating order. The first ``--warmup`` rounds are not counted.
-3. Checks that the two copies of every table hold the same rows, prints the medians and the ratio, and writes the
+   for each variant, in rotating order. The first ``--warmup`` rounds are not counted.
+3. Checks that the copies of every table hold the same rows, prints the medians and the ratios, and writes the
    section "Rollup writes: MERGE against day overwrite" of ``docs/benchmarks.md``.
 
-The aggregation is the OHLCV part of ``rollup_bars`` (the completeness join is left out of both strategies alike).
+The aggregation is the OHLCV part of ``rollup_bars`` (the completeness join is left out of every variant alike).
 Run: ``.venv/bin/python benchmarks/rollup_write_benchmark.py`` (``--help`` for the options).
 """
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 SECONDS = {"5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
-STRATEGIES = ("merge", "overwrite")
+STRATEGIES = ("merge", "overwrite", "overwrite_dbt")
 _STARTED = time.monotonic()
 
 
@@ -52,7 +54,7 @@ def log(message: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Write the rolled-up bars of a refresh window with MERGE (before) and with an overwrite of "
-        "the window's day (now), side by side."
+        "the window's day (now), with the session's and with dbt's statement settings, side by side."
     )
     parser.add_argument("--symbols", type=int, default=5, help="symbols, each with a bar every minute (5)")
     parser.add_argument("--day", type=date.fromisoformat, default=date(2024, 7, 1), help="the UTC day (2024-07-01)")
@@ -104,11 +106,11 @@ def merge(spark: SparkSession, name: str, seconds: int, lo: datetime, hi: dateti
     """Before: the bars starting in the window's buckets, MERGEd on the grain with the window on the target side."""
     first = bucket(literal(lo), seconds)
     last = f"{bucket(literal(hi) + ' - interval 1 microsecond', seconds)} + interval {seconds} seconds"
-    view = f"{name}_merge_src"
+    view = f"{name}_src"
     spark.sql(f"create or replace temporary view {view} as "
               + rollup_sql(seconds, f"minute >= {first} and minute < {last}"))  # fmt: skip
     spark.sql(f"""
-        merge into bench.{name}_merge as t using {view} as s
+        merge into bench.{name} as t using {view} as s
         on t.open_time >= {first} and t.open_time < {literal(hi)}
            and s.exchange = t.exchange and s.market = t.market and s.symbol = t.symbol and s.open_time = t.open_time
         when matched then update set * when not matched then insert *
@@ -119,22 +121,36 @@ def overwrite(spark: SparkSession, name: str, seconds: int, lo: datetime, hi: da
     """Now: every bar of every UTC day the window touches, from all their minutes, overwriting those days."""
     first = f"date_trunc('DAY', {literal(lo)})"
     last = f"date_trunc('DAY', {literal(hi)} - interval 1 microsecond) + interval 1 day"
-    view = f"{name}_overwrite_src"
+    view = f"{name}_src"
     spark.sql(f"create or replace temporary view {view} as "
               + rollup_sql(seconds, f"minute >= {first} and minute < {last}"))  # fmt: skip
-    spark.sql(f"insert overwrite bench.{name}_overwrite select * from {view}")
+    spark.sql(f"insert overwrite bench.{name} select * from {view}")
 
 
 def write_all(spark: SparkSession, strategy: str, lo: datetime, hi: datetime, threads: int) -> float:
+    """Seconds to write the five tables of ``strategy``, ``threads`` at a time (the session's settings are put back)."""
+    from cryptolake.settings import Settings
+    from cryptolake_dagster.defs.dbt.profile import dbt_statement_conf
+
     write: Callable[..., None] = merge if strategy == "merge" else overwrite
+    conf = dbt_statement_conf(Settings()) if strategy == "overwrite_dbt" else {}
+    saved = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
     started = time.perf_counter()
     if threads == 1:
         for name, seconds in SECONDS.items():
-            write(spark, f"bars_{name}", seconds, lo, hi)
+            write(spark, f"bars_{name}_{strategy}", seconds, lo, hi)
     else:
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda item: write(spark, f"bars_{item[0]}", item[1], lo, hi), SECONDS.items()))
-    return time.perf_counter() - started
+            list(pool.map(lambda item: write(spark, f"bars_{item[0]}_{strategy}", item[1], lo, hi), SECONDS.items()))
+    elapsed = time.perf_counter() - started
+    for key, value in saved.items():
+        if value is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, value)
+    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,14 +172,15 @@ def measure(spark: SparkSession, args: argparse.Namespace) -> dict[tuple[str, in
         for strategy in STRATEGIES:
             spark.sql(f"create table bench.bars_{name}_{strategy} using iceberg partitioned by (days(open_time)) "
                       f"as {rollup_sql(seconds, 'true')}")  # fmt: skip
-    log(f"{args.symbols} symbols x 1440 minutes of {args.day}; 5 bar tables x 2 strategies built")
+    log(f"{args.symbols} symbols x 1440 minutes of {args.day}; 5 bar tables x {len(STRATEGIES)} variants built")
 
     day_start = datetime.combine(args.day, datetime.min.time(), UTC)
     times: dict[tuple[str, int], list[float]] = {(s, t): [] for s in STRATEGIES for t in (1, 2)}
     for round_ in range(args.warmup + args.rounds):
         lo = day_start + timedelta(hours=20, minutes=round_ * args.window_minutes + 3)  # unaligned, late in the day
         hi = lo + timedelta(minutes=args.window_minutes)
-        order = STRATEGIES if round_ % 2 == 0 else STRATEGIES[::-1]
+        shift = round_ % len(STRATEGIES)
+        order = STRATEGIES[shift:] + STRATEGIES[:shift]
         figures = []
         for threads in (1, 2):
             for strategy in order:
@@ -175,14 +192,15 @@ def measure(spark: SparkSession, args: argparse.Namespace) -> dict[tuple[str, in
         log(f"{label} [{lo:%H:%M}, {hi:%H:%M}): {', '.join(figures)}")
 
     for name in SECONDS:
-        merged, overwritten = (
+        merged, *others = (
             sorted(map(tuple, spark.table(f"bench.bars_{name}_{s}").orderBy("symbol", "open_time").collect()))
             for s in STRATEGIES
         )
-        if merged != overwritten:
-            log(f"FAILED: bars_{name} differs between MERGE and overwrite")
-            return None
-    log("every bar table holds the same rows with both strategies")
+        for strategy, rows in zip(STRATEGIES[1:], others, strict=True):
+            if rows != merged:
+                log(f"FAILED: bars_{name} differs between merge and {strategy}")
+                return None
+    log("every bar table holds the same rows with every strategy")
     return times
 
 
@@ -203,7 +221,8 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     median = {key: statistics.median(values) for key, values in times.items()}
     rows = [
         f"| {threads} | {median[('merge', threads)]:.2f} | {median[('overwrite', threads)]:.2f} | "
-        f"{median[('overwrite', threads)] / median[('merge', threads)]:.2f} |"
+        f"{median[('overwrite_dbt', threads)]:.2f} | {median[('overwrite', threads)] / median[('merge', threads)]:.2f} | "
+        f"{median[('overwrite_dbt', threads)] / median[('overwrite', threads)]:.2f} |"
         for threads in (1, 2)
     ]
     for row in rows:
@@ -215,11 +234,14 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             f"Writing the five rolled-up bar tables (5m, 15m, 1h, 4h, 1d) of one refresh window "
             f"({args.window_minutes} minutes late in a day of {args.symbols} symbols), median of {args.rounds} rounds "
             f"after {args.warmup} warm-ups, in one Spark session (`local[2]`): before, a MERGE on the grain of the bars "
-            "starting in the window; now, an overwrite of every bar of the window's day. Both give the same tables "
+            "starting in the window; now, an overwrite of every bar of the window's day, with the session's settings "
+            "and with dbt's statement settings (`dbt_statement_conf` in `cryptolake_dagster/defs/dbt/profile.py`: no "
+            "adaptive execution, one shuffle partition), as dbt runs it. All give the same tables "
             f"(checked). `{os.cpu_count()}` cores. Command: `.venv/bin/python benchmarks/rollup_write_benchmark.py`.",
             "",
-            "| tables written at a time | before: MERGE (s) | now: day overwrite (s) | now / before |",
-            "|---|---|---|---|",
+            "| tables written at a time | before: MERGE (s) | day overwrite (s) | day overwrite, dbt's settings (s) "
+            "| overwrite / MERGE | dbt's settings / session's |",
+            "|---|---|---|---|---|---|",
             *rows,
         ]
     )

@@ -62,10 +62,10 @@ def dbt_statement_conf(settings: Settings) -> dict[str, str]:
     """Spark SQL settings of dbt's statements, over :func:`~cryptolake.lakehouse.spark.spark_conf`.
 
     Gold's statements read minute and daily bars (at most a day of minutes per symbol in a refresh), so Spark's
-    per-statement planning outweighs their work: adaptive execution and dynamic partition pruning re-plan what one
-    small shuffle partition does at once (about a quarter less time per Gold write on 2 cores, see
-    docs/benchmarks.md). Partition overwrites replace only the partitions written (``insert_overwrite``). A build in
-    the run's process puts the session's own values back afterwards (``in_process``)."""
+    per-statement planning weighs more than their work: no adaptive re-planning or dynamic partition pruning, and
+    one shuffle partition (``CRYPTOLAKE_DBT_SHUFFLE_PARTITIONS``) for a few thousand rows (figures: "Rollup writes"
+    in docs/benchmarks.md). Partition overwrites replace only the partitions written (``insert_overwrite``). A build
+    in the run's process puts the session's own values back afterwards (``in_process``)."""
     return _STATEMENT_CONF | {"spark.sql.shuffle.partitions": str(settings.dbt_shuffle_partitions)}
 
 
